@@ -1,0 +1,75 @@
+# hylo build. `make` builds build/libhylo.a, build/hylo and the public header ref/hylo.h.
+# See README.md for the targets.
+
+CC       ?= gcc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+OPT      ?= -O2
+SAN      ?=
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE $(OPT) -g -fopenmp -Wall -Wextra -Wpedantic -Wshadow \
+                 -Wstrict-prototypes -Wvla -Wformat=2 -Iref $(SAN)
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+LIBS        := -lcjson $(BLAS_LIBS) -lm -fopenmp $(SAN)
+
+LIB_SRC  := $(sort $(wildcard ref/*/*.c backend_cpu/*/*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_LIB := tests/testutil.c
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HEADERS  := $(wildcard ref/*.h ref/*/*.h tools/*.h tests/*.h)
+
+.PHONY: all deps test asan demo install uninstall clean golden
+all: $(BUILD)/libhylo.a $(BUILD)/hylo
+
+deps:
+	@sh tools/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(BLAS_CFLAGS) -c $< -o $@
+
+$(BUILD)/libhylo.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/hylo: $(TOOL_OBJ) $(BUILD)/libhylo.a
+	$(CC) $(CFLAGS_COMMON) -o $@ $(TOOL_OBJ) $(BUILD)/libhylo.a $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_LIB) $(BUILD)/libhylo.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -Itests -o $@ $< $(TEST_LIB) $(BUILD)/libhylo.a $(CHECK_LIBS) $(LIBS)
+
+# The suite runs from a scratch directory; tools/run-tests.sh sums Check's counts.
+test: deps
+	@$(MAKE) --no-print-directory all $(TESTS)
+	@sh tools/run-tests.sh $(BUILD) $(TESTS)
+
+# The same suite under AddressSanitizer + UBSan, in its own build tree.
+asan: deps
+	@$(MAKE) --no-print-directory test BUILD=build/asan OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(BUILD)/libhylo.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 ref/hylo.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(BUILD)/hylo $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define HYLO_VERSION "\(.*\)"/\1/p' ref/hylo.h)|' \
+	    tools/hylo.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hylo.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libhylo.a $(DESTDIR)$(PREFIX)/include/hylo.h \
+	    $(DESTDIR)$(PREFIX)/bin/hylo $(DESTDIR)$(PREFIX)/lib/pkgconfig/hylo.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,258 @@
+/*
+ * hylo.h: the public C API of hylo, a reference implementation of HyLo hybrid upcycling.
+ *
+ * Conventions, which hold for every function below:
+ *   - Every name carries the prefix `hylo_` (types) / `HYLO_` (constants).
+ *   - Functions that can fail return a hylo_status and, when `err` is not NULL, fill it with a
+ *     message naming the file, tensor or field at fault and what was expected. On failure no
+ *     output argument is left half-built: pointers are set to NULL, files are not written.
+ *   - Weights use the PyTorch nn.Linear layout: W is [out, in] and y = x W^T (+ b).
+ *   - Activations are row-major fp32: a [T, D] matrix holds token t's vector at x + t*D.
+ *   - There is no hidden global mutable state; objects are independent and may be used from
+ *     different threads as long as one object is not used by two threads at once.
+ */
+#ifndef HYLO_H
+#define HYLO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HYLO_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum {
+    HYLO_OK = 0,
+    HYLO_ERR_IO,      /* a file could not be opened, read, written or renamed          */
+    HYLO_ERR_FORMAT,  /* a file's bytes are not valid safetensors / JSON               */
+    HYLO_ERR_CONFIG,  /* a configuration field is missing, of the wrong type or invalid */
+    HYLO_ERR_SHAPE,   /* a tensor is missing or has the wrong shape or dtype           */
+    HYLO_ERR_RANGE,   /* an argument is out of range (token id, position, size)        */
+    HYLO_ERR_NUMERIC, /* a NaN or Inf where finite values are required                 */
+    HYLO_ERR_NOMEM,   /* an allocation failed                                          */
+    HYLO_ERR_USAGE    /* the caller broke an API contract                              */
+} hylo_status;
+
+typedef struct {
+    hylo_status status;
+    char message[1024];
+} hylo_error;
+
+/* Records `status` and a printf-style message in err (if not NULL); returns `status`. */
+hylo_status hylo_error_set(hylo_error *err, hylo_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prepends "context: " to the message already in err (to add a file or tensor name). */
+hylo_status hylo_error_wrap(hylo_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *hylo_status_name(hylo_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Element types and conversions                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum { HYLO_F32 = 0, HYLO_F16, HYLO_BF16 } hylo_dtype;
+
+const char *hylo_dtype_name(hylo_dtype dtype);  /* safetensors spelling: "F32", "F16", "BF16" */
+size_t hylo_dtype_size(hylo_dtype dtype);
+/* Parses a safetensors dtype string; false for anything but F32, F16, BF16. */
+bool hylo_dtype_parse(const char *name, hylo_dtype *out);
+
+float hylo_bf16_to_f32(uint16_t h);
+uint16_t hylo_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
+float hylo_f16_to_f32(uint16_t h);
+uint16_t hylo_f32_to_f16(float f);   /* round to nearest even; overflow to Inf */
+/* Converts n little-endian elements of `dtype` to/from fp32. */
+void hylo_convert_to_f32(hylo_dtype dtype, const void *src, float *dst, size_t n);
+void hylo_convert_from_f32(hylo_dtype dtype, const float *src, void *dst, size_t n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* safetensors                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+#define HYLO_MAX_DIMS 8
+
+/* A tensor inside a mapped safetensors file; `data` points into the mapping (not aligned). */
+typedef struct {
+    const char *name;
+    hylo_dtype dtype;
+    int ndim;
+    int64_t shape[HYLO_MAX_DIMS];
+    int64_t numel;
+    const void *data;
+    size_t nbytes;
+} hylo_tensor_view;
+
+typedef struct hylo_safetensors hylo_safetensors;
+
+/* Maps and validates a whole file (see README "safetensors" for every rule checked). */
+hylo_status hylo_safetensors_open(const char *path, hylo_safetensors **out, hylo_error *err);
+/* Validates an in-memory image; `label` names it in messages. The buffer must outlive the
+ * handle. */
+hylo_status hylo_safetensors_open_memory(const void *bytes, size_t len, const char *label,
+                                         hylo_safetensors **out, hylo_error *err);
+void hylo_safetensors_close(hylo_safetensors *st);
+size_t hylo_safetensors_count(const hylo_safetensors *st);
+/* Tensors in the order of their data offsets. */
+const hylo_tensor_view *hylo_safetensors_at(const hylo_safetensors *st, size_t i);
+const hylo_tensor_view *hylo_safetensors_find(const hylo_safetensors *st, const char *name);
+/* A string value of the "__metadata__" object, or NULL. */
+const char *hylo_safetensors_metadata(const hylo_safetensors *st, const char *key);
+
+/* What a writer is told about each tensor before any data arrives. */
+typedef struct {
+    const char *name;
+    hylo_dtype dtype;
+    int ndim;
+    int64_t shape[HYLO_MAX_DIMS];
+} hylo_tensor_spec;
+
+typedef struct hylo_safetensors_writer hylo_safetensors_writer;
+
+/* Starts writing `path` through a temporary file in the same directory. Tensors are laid out
+ * in the given order, each aligned to 64 bytes; the header is padded to a multiple of 8.
+ * `metadata` is NULL or a NULL-terminated list of key, value string pairs. */
+hylo_status hylo_safetensors_writer_open(const char *path, const hylo_tensor_spec *specs,
+                                         size_t count, const char *const *metadata,
+                                         hylo_safetensors_writer **out, hylo_error *err);
+/* Appends raw little-endian bytes, in spec order; a tensor may arrive in several pieces. */
+hylo_status hylo_safetensors_writer_append(hylo_safetensors_writer *w, const void *bytes,
+                                           size_t nbytes, hylo_error *err);
+/* Checks that every byte arrived, fsyncs, renames over `path`, fsyncs the directory, frees w.
+ * On failure the temporary file is removed and `path` is untouched. */
+hylo_status hylo_safetensors_writer_commit(hylo_safetensors_writer *w, hylo_error *err);
+/* Removes the temporary file and frees w. */
+void hylo_safetensors_writer_abort(hylo_safetensors_writer *w);
+/* One-call form: data[i] holds tensor i's bytes. */
+hylo_status hylo_safetensors_write(const char *path, const hylo_tensor_spec *specs,
+                                   const void *const *data, size_t count,
+                                   const char *const *metadata, hylo_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checkpoints: a directory with model.safetensors or model.safetensors.index.json + shards     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct hylo_checkpoint hylo_checkpoint;
+
+hylo_status hylo_checkpoint_open(const char *dir, hylo_checkpoint **out, hylo_error *err);
+void hylo_checkpoint_close(hylo_checkpoint *ckpt);
+size_t hylo_checkpoint_count(const hylo_checkpoint *ckpt);
+const hylo_tensor_view *hylo_checkpoint_at(const hylo_checkpoint *ckpt, size_t i);
+const hylo_tensor_view *hylo_checkpoint_find(const hylo_checkpoint *ckpt, const char *name);
+
+/* Produces the bytes of tensor i (in spec order) into `dst`, `nbytes` long. */
+typedef hylo_status (*hylo_tensor_fill_fn)(void *user, size_t i, void *dst, size_t nbytes,
+                                           hylo_error *err);
+
+/* Writes every tensor into `dir` (which must exist): one model.safetensors when the total is at
+ * most `max_shard_bytes` (0 = no limit), otherwise model-0000K-of-0000N.safetensors shards and
+ * model.safetensors.index.json, each file written atomically. Progress goes to stderr when
+ * `progress_label` is not NULL. */
+hylo_status hylo_checkpoint_write(const char *dir, const hylo_tensor_spec *specs, size_t count,
+                                  hylo_tensor_fill_fn fill, void *user, uint64_t max_shard_bytes,
+                                  const char *progress_label, hylo_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Model configuration (HF config.json of llama, qwen2, qwen3)                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum { HYLO_ARCH_LLAMA = 0, HYLO_ARCH_QWEN2, HYLO_ARCH_QWEN3 } hylo_arch;
+
+typedef enum {
+    HYLO_ROPE_DEFAULT = 0,
+    HYLO_ROPE_LINEAR,
+    HYLO_ROPE_LLAMA3,
+    HYLO_ROPE_YARN
+} hylo_rope_type;
+
+/* Rotary position settings. Fields not used by `type` are ignored. */
+typedef struct {
+    hylo_rope_type type;
+    double theta;                     /* base                                              */
+    double factor;                    /* linear, llama3, yarn                              */
+    double low_freq_factor;           /* llama3                                            */
+    double high_freq_factor;          /* llama3                                            */
+    int64_t original_max_position;    /* llama3, yarn (L0)                                 */
+    double beta_fast, beta_slow;      /* yarn, defaults 32 and 1                           */
+    double attention_factor;          /* yarn: multiplies cos/sin; 0 = derive from factor  */
+    double mscale, mscale_all_dim;    /* yarn (DeepSeek form); 0 = absent                  */
+    bool truncate;                    /* yarn: floor/ceil the correction range (default)   */
+} hylo_rope_config;
+
+typedef struct {
+    hylo_arch arch;
+    int64_t vocab_size;
+    int64_t hidden_size;              /* D                                                 */
+    int64_t intermediate_size;        /* FFN                                               */
+    int64_t num_layers;               /* L                                                 */
+    int64_t num_heads;                /* H                                                 */
+    int64_t num_kv_heads;             /* Hkv                                               */
+    int64_t head_dim;                 /* hd                                                */
+    int64_t max_position_embeddings;
+    double rms_norm_eps;
+    hylo_rope_config rope;
+    bool tie_word_embeddings;
+    bool qkv_bias;                    /* bias on q, k, v projections (Qwen2; attention_bias) */
+    bool o_bias;                      /* bias on o_proj (Llama/Qwen3 attention_bias)       */
+    bool mlp_bias;                    /* bias on gate/up/down (Llama mlp_bias)             */
+    bool qk_norm;                     /* per-head q_norm / k_norm (Qwen3)                  */
+    hylo_dtype dtype;                 /* torch_dtype / dtype of the stored weights         */
+} hylo_config;
+
+const char *hylo_arch_name(hylo_arch arch);  /* the HF model_type: "llama", "qwen2", "qwen3" */
+const char *hylo_rope_type_name(hylo_rope_type type);
+
+/* Parses config.json text; `label` names the source in messages. Applies HF's defaults. */
+hylo_status hylo_config_parse(const char *json, size_t len, const char *label, hylo_config *out,
+                              hylo_error *err);
+hylo_status hylo_config_load(const char *path, hylo_config *out, hylo_error *err);
+/* Checks internal consistency (positive sizes, heads dividing, rope fields present). */
+hylo_status hylo_config_validate(const hylo_config *cfg, const char *label, hylo_error *err);
+/* Writes an HF-style config.json (atomically) that hylo_config_load reads back identically. */
+hylo_status hylo_config_save(const hylo_config *cfg, const char *path, hylo_error *err);
+
+/* Built-in shapes: "tiny-llama", "tiny-qwen3", "llama-3.2-1b", "llama-3.2-3b", "qwen3-1.7b". */
+hylo_status hylo_preset(const char *name, hylo_config *out, hylo_error *err);
+/* NULL-terminated list of preset names. */
+const char *const *hylo_preset_names(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models and inference                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct hylo_model hylo_model;
+typedef struct hylo_state hylo_state;  /* per-sequence caches (KV cache of every layer) */
+
+/* Loads config.json and the weights of a checkpoint directory. Weights stored as F16/BF16 are
+ * widened to fp32; every tensor's name, shape and finiteness is checked. */
+hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err);
+void hylo_model_free(hylo_model *model);
+const hylo_config *hylo_model_config(const hylo_model *model);
+
+/* `capacity` is a hint for the number of positions to reserve; caches grow beyond it. */
+hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_state **out,
+                              hylo_error *err);
+void hylo_state_free(hylo_state *state);
+int64_t hylo_state_length(const hylo_state *state);  /* positions already processed */
+
+typedef enum {
+    HYLO_LOGITS_NONE = 0,  /* logits is ignored                        */
+    HYLO_LOGITS_LAST,      /* logits is [V]: the last position's        */
+    HYLO_LOGITS_ALL        /* logits is [T, V]: every position's        */
+} hylo_logits_mode;
+
+/* Runs T tokens at positions state.length ... state.length + T - 1 and appends them to the
+ * caches: T > 1 is a prefill (or a continued prefill), T = 1 a decode step. */
+hylo_status hylo_forward(const hylo_model *model, hylo_state *state, const int32_t *tokens,
+                         int64_t T, hylo_logits_mode mode, float *logits, hylo_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYLO_H */

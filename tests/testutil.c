@@ -1,0 +1,112 @@
+/* testutil.c: shared helpers of the Check test programs. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int hylo_test_run(Suite *suite)
+{
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+double hylo_nmse(const float *a, const float *r, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) && isfinite(r[i])) return INFINITY;
+        if (isnan(a[i]) || isnan(r[i])) return INFINITY;
+        double d = (double)a[i] - (double)r[i];
+        num += d * d;
+        den += (double)r[i] * (double)r[i];
+    }
+    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
+    return num / den;
+}
+
+double hylo_max_abs_diff(const float *a, const float *r, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)r[i]);
+        if (isnan(d)) return INFINITY;
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double hylo_test_uniform(hylo_test_rng *rng)
+{
+    return (double)(splitmix64(&rng->s) >> 11) * 0x1p-53;
+}
+
+double hylo_test_normal(hylo_test_rng *rng)
+{
+    double u1 = hylo_test_uniform(rng), u2 = hylo_test_uniform(rng);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+}
+
+void hylo_test_fill_normal(hylo_test_rng *rng, float *x, size_t n, double std)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)(std * hylo_test_normal(rng));
+}
+
+char *hylo_test_tmpdir(const char *stem)
+{
+    static unsigned counter; /* tests are single-threaded per process */
+    char buf[512];
+    for (;;) {
+        snprintf(buf, sizeof buf, "%s-%d-%u", stem, (int)getpid(), counter++);
+        if (mkdir(buf, 0755) == 0) break;
+    }
+    char *out = strdup(buf);
+    ck_assert_ptr_nonnull(out);
+    return out;
+}
+
+const char *hylo_test_cli(void)
+{
+    static char path[1024];
+    const char *build = getenv("HYLO_TEST_BUILD");
+    snprintf(path, sizeof path, "%s/hylo", build ? build : "build");
+    return path;
+}
+
+unsigned char *hylo_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+    buf[size] = 0;
+    fclose(f);
+    *len = (size_t)size;
+    return buf;
+}
+
+void hylo_test_write_file(const char *path, const void *bytes, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}

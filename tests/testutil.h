@@ -1,0 +1,48 @@
+/* testutil.h: shared helpers of the Check test programs. */
+#ifndef HYLO_TESTUTIL_H
+#define HYLO_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hylo.h"
+
+/* Each tests/test_*.c defines `Suite *make_suite(void)` and ends with HYLO_TEST_MAIN. */
+#define HYLO_TEST_MAIN                                                                          \
+    int main(void) { return hylo_test_run(make_suite()); }
+int hylo_test_run(Suite *suite);
+
+/* NMSE = sum (a - r)^2 / sum r^2 (spec sec. 11); +Inf when any a is NaN/Inf where r is finite,
+ * and when r is all zero but a is not. */
+double hylo_nmse(const float *a, const float *r, size_t n);
+double hylo_max_abs_diff(const float *a, const float *r, size_t n);
+/* Fails the test unless NMSE(a, r) <= tol, printing both metrics and `what`. */
+#define ck_assert_nmse(a, r, n, tol, what)                                                      \
+    do {                                                                                        \
+        double nmse_ = hylo_nmse((a), (r), (n));                                                \
+        ck_assert_msg(nmse_ <= (tol), "%s: NMSE %.3e > %.1e (max abs %.3e)", (what), nmse_,     \
+                      (double)(tol), hylo_max_abs_diff((a), (r), (n)));                         \
+    } while (0)
+/* Fails with the error message when `call` does not return HYLO_OK. */
+#define ck_assert_ok(call, err)                                                                 \
+    do {                                                                                        \
+        hylo_status st_ = (call);                                                               \
+        ck_assert_msg(st_ == HYLO_OK, "%s failed: %s", #call, (err)->message);                  \
+    } while (0)
+
+/* Deterministic test randomness (splitmix64). */
+typedef struct { uint64_t s; } hylo_test_rng;
+double hylo_test_uniform(hylo_test_rng *rng);                 /* [0, 1) */
+double hylo_test_normal(hylo_test_rng *rng);
+void hylo_test_fill_normal(hylo_test_rng *rng, float *x, size_t n, double std);
+
+/* A fresh empty directory under the current (scratch) directory; caller frees the string. */
+char *hylo_test_tmpdir(const char *stem);
+/* Path of the hylo binary built with the tests (for CLI tests). */
+const char *hylo_test_cli(void);
+/* Reads a whole file; returns malloc'd bytes (NUL-terminated) and sets *len. */
+unsigned char *hylo_test_read_file(const char *path, size_t *len);
+void hylo_test_write_file(const char *path, const void *bytes, size_t len);
+
+#endif
