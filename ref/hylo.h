@@ -235,6 +235,12 @@ hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err);
 void hylo_model_free(hylo_model *model);
 const hylo_config *hylo_model_config(const hylo_model *model);
 
+/* Writes a deterministic random checkpoint of `cfg` (config.json + safetensors in cfg->dtype)
+ * into the existing directory `dir`; see hylo_checkpoint_write for `max_shard_bytes`. The same
+ * seed always gives the same bytes. */
+hylo_status hylo_init_random(const hylo_config *cfg, uint64_t seed, const char *dir,
+                             uint64_t max_shard_bytes, hylo_error *err);
+
 /* `capacity` is a hint for the number of positions to reserve; caches grow beyond it. */
 hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_state **out,
                               hylo_error *err);

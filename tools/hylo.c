@@ -1,15 +1,43 @@
-/* hylo.c: the command line: dispatches `hylo COMMAND ...` to tools/cmd_*.c. */
+/* hylo.c: the command line: `hylo COMMAND [options]`, one tools/cmd_*.c per command. */
 #include <stdio.h>
 #include <string.h>
 
-#include "hylo.h"
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"init", cmd_init, "write a deterministic random checkpoint of a built-in preset"},
+    {"run", cmd_run, "run a checkpoint on token ids: prefill, greedy decode, logits"},
+};
+
+static void usage(void)
+{
+    printf("hylo %s: reference implementation of HyLo hybrid upcycling\n\n"
+           "usage: hylo COMMAND [options]   (hylo COMMAND --help for its options)\n\n",
+           HYLO_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %-8s %s\n", commands[i].name, commands[i].summary);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
-        printf("hylo %s\n", HYLO_VERSION);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage();
+        return CLI_USAGE;
     }
-    fprintf(stderr, "hylo: unknown command '%s'\n", argv[1]);
-    return 2;
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage();
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("hylo %s\n", HYLO_VERSION);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "hylo: unknown command '%s' (see 'hylo --help')\n", argv[1]);
+    return CLI_USAGE;
 }

@@ -1,0 +1,145 @@
+/* forward.c: the teacher Transformer from token ids to logits (spec sec. 1-2):
+ *   x_0 = embed[tokens]
+ *   h   = x + Attention(RMSNorm_in(x))          for each layer
+ *   x'  = h + MLP(RMSNorm_post(h))
+ *   logits = RMSNorm_final(x_L) lm_head^T                                                  */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layers.h"
+#include "model/model.h"
+
+/* Scratch activations of one forward call. */
+typedef struct {
+    float *x;    /* [T, D]      residual stream                 */
+    float *xn;   /* [T, D]      normalized input of a sublayer  */
+    float *q;    /* [T, H, hd]  queries                         */
+    float *att;  /* [T, H, hd]  attention output per head       */
+    float *y;    /* [T, D]      sublayer output                 */
+} activations;
+
+static void free_activations(activations *a)
+{
+    free(a->x);
+    free(a->xn);
+    free(a->q);
+    free(a->att);
+    free(a->y);
+}
+
+static hylo_status alloc_activations(activations *a, const hylo_config *cfg, int64_t T,
+                                     hylo_error *err)
+{
+    size_t td = (size_t)(T * cfg->hidden_size), tq = (size_t)(T * cfg->num_heads * cfg->head_dim);
+    a->x = malloc(td * sizeof(float));
+    a->xn = malloc(td * sizeof(float));
+    a->q = malloc(tq * sizeof(float));
+    a->att = malloc(tq * sizeof(float));
+    a->y = malloc(td * sizeof(float));
+    if (a->x && a->xn && a->q && a->att && a->y) return HYLO_OK;
+    free_activations(a);
+    return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate activations for %lld tokens",
+                          (long long)T);
+}
+
+static void add_into(float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* Self-attention of layer `li` for T tokens at positions pos0 .. pos0+T-1; appends their keys
+ * and values to the layer's cache.
+ *   q = xn Wq^T + bq ; k = xn Wk^T + bk ; v = xn Wv^T + bv
+ *   q, k <- RMSNorm_head(q), RMSNorm_head(k)          (Qwen3 only)
+ *   q, k <- RoPE(q, p), RoPE(k, p)                     (rotate-half pairs)
+ *   y = Attention(q, K_cache, V_cache) Wo^T + bo                                          */
+static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t li,
+                                   activations *a, int64_t T, hylo_error *err)
+{
+    const hylo_config *c = &m->cfg;
+    const hylo_layer_weights *w = &m->layers[li];
+    const int64_t D = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
+    const int64_t pos0 = s->length;
+    float *k_new = s->k[li] + pos0 * Hkv * hd; /* [T, Hkv, hd] inside the cache */
+    float *v_new = s->v[li] + pos0 * Hkv * hd;
+    hylo_ref_linear(a->xn, w->wq, w->bq, a->q, T, D, H * hd);
+    hylo_ref_linear(a->xn, w->wk, w->bk, k_new, T, D, Hkv * hd);
+    hylo_ref_linear(a->xn, w->wv, w->bv, v_new, T, D, Hkv * hd);
+    if (c->qk_norm) {
+        hylo_ref_rmsnorm(a->q, w->q_norm, a->q, T * H, hd, c->rms_norm_eps);
+        hylo_ref_rmsnorm(k_new, w->k_norm, k_new, T * Hkv, hd, c->rms_norm_eps);
+    }
+    for (int64_t t = 0; t < T; t++) {
+        hylo_ref_rope_rotate_half(a->q + t * H * hd, H, hd, pos0 + t, m->rope_inv_freq,
+                                  m->rope_scale);
+        hylo_ref_rope_rotate_half(k_new + t * Hkv * hd, Hkv, hd, pos0 + t, m->rope_inv_freq,
+                                  m->rope_scale);
+    }
+    hylo_status st = hylo_ref_attention(a->q, s->k[li], s->v[li], a->att, T, pos0 + T, H, Hkv,
+                                        hd, 1.0 / sqrt((double)hd), err);
+    if (st != HYLO_OK) return st;
+    hylo_ref_linear(a->att, w->wo, w->bo, a->y, T, H * hd, D);
+    return HYLO_OK;
+}
+
+static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
+                                 activations *a, int64_t T, hylo_error *err)
+{
+    const hylo_config *c = &m->cfg;
+    const hylo_layer_weights *w = &m->layers[li];
+    const int64_t D = c->hidden_size;
+    hylo_ref_rmsnorm(a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
+    hylo_status st = attention_block(m, s, li, a, T, err);
+    if (st != HYLO_OK) return st;
+    add_into(a->x, a->y, T * D);
+    hylo_ref_rmsnorm(a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
+    st = hylo_ref_swiglu_mlp(a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
+                             w->b_down, a->y, T, D, c->intermediate_size, err);
+    if (st != HYLO_OK) return st;
+    add_into(a->x, a->y, T * D);
+    return HYLO_OK;
+}
+
+static hylo_status check_tokens(const hylo_config *c, const int32_t *tokens, int64_t T,
+                                hylo_error *err)
+{
+    if (T <= 0)
+        return hylo_error_set(err, HYLO_ERR_RANGE, "no tokens to run (T = %lld)", (long long)T);
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return hylo_error_set(err, HYLO_ERR_RANGE,
+                                  "token %lld is %d, outside the vocabulary [0, %lld)",
+                                  (long long)t, tokens[t], (long long)c->vocab_size);
+    return HYLO_OK;
+}
+
+hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *tokens, int64_t T,
+                         hylo_logits_mode mode, float *logits, hylo_error *err)
+{
+    const hylo_config *c = &m->cfg;
+    const int64_t D = c->hidden_size;
+    if (s->model != m)
+        return hylo_error_set(err, HYLO_ERR_USAGE, "the state was created for another model");
+    hylo_status st = check_tokens(c, tokens, T, err);
+    if (st == HYLO_OK) st = hylo_state_reserve(s, s->length + T, err);
+    activations a = {0};
+    if (st == HYLO_OK) st = alloc_activations(&a, c, T, err);
+    if (st != HYLO_OK) return st;
+    for (int64_t t = 0; t < T; t++)
+        memcpy(a.x + t * D, m->embed + (int64_t)tokens[t] * D, (size_t)D * sizeof(float));
+    for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
+        st = decoder_layer(m, s, li, &a, T, err);
+    if (st == HYLO_OK) {
+        /* Only the rows whose logits are wanted go through the final norm and LM head. */
+        int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1;
+        int64_t rows = T - first;
+        if (mode != HYLO_LOGITS_NONE) {
+            hylo_ref_rmsnorm(a.x + first * D, m->final_norm, a.xn, rows, D, c->rms_norm_eps);
+            hylo_ref_linear(a.xn, m->lm_head, NULL, logits, rows, D, c->vocab_size);
+        }
+        s->length += T; /* only a complete forward extends the sequence */
+    }
+    free_activations(&a);
+    return st;
+}

@@ -1,0 +1,133 @@
+/* load.c: hylo_model_load: config.json + checkpoint -> fp32 weights, every tensor checked. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "layers/layers.h"
+#include "model/model.h"
+
+static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    int n = snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n > 0 && (size_t)n < size; i++)
+        n += snprintf(buf + n, size - (size_t)n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
+}
+
+static bool same_shape(const hylo_tensor_view *v, const hylo_param *p)
+{
+    if (v->ndim != p->ndim) return false;
+    for (int i = 0; i < p->ndim; i++)
+        if (v->shape[i] != p->shape[i]) return false;
+    return true;
+}
+
+/* The index of the first NaN/Inf in w[0 .. n), or n when all are finite. */
+static int64_t first_non_finite(const float *w, int64_t n)
+{
+    int64_t first = n;
+#pragma omp parallel for reduction(min : first) schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(w[i]) && i < first) first = i;
+    return first;
+}
+
+/* Finds `param` in the checkpoint, checks its shape and values, and stores an fp32 pointer in
+ * its slot: into the mapping for aligned F32 data, else into a widened copy. */
+static hylo_status bind_param(hylo_model *model, const char *dir, const hylo_param *param,
+                              hylo_error *err)
+{
+    const hylo_tensor_view *view = hylo_checkpoint_find(model->ckpt, param->name);
+    char want[64], got[64];
+    format_shape(want, sizeof want, param->ndim, param->shape);
+    if (!view)
+        return hylo_error_set(err, HYLO_ERR_SHAPE, "%s: tensor '%s' is missing (expected %s)",
+                              dir, param->name, want);
+    if (!same_shape(view, param)) {
+        format_shape(got, sizeof got, view->ndim, view->shape);
+        return hylo_error_set(err, HYLO_ERR_SHAPE,
+                              "%s: tensor '%s' has shape %s but config.json implies %s", dir,
+                              param->name, got, want);
+    }
+    const float *w = view->data;
+    if (view->dtype != HYLO_F32 || (uintptr_t)view->data % sizeof(float) != 0) {
+        float *copy = malloc((size_t)view->numel * sizeof *copy);
+        if (!copy)
+            return hylo_error_set(err, HYLO_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'",
+                                  dir, (long long)view->numel, param->name);
+        hylo_convert_to_f32(view->dtype, view->data, copy, (size_t)view->numel);
+        model->owned[model->n_owned++] = copy;
+        w = copy;
+    }
+    int64_t bad = first_non_finite(w, view->numel);
+    if (bad < view->numel)
+        return hylo_error_set(err, HYLO_ERR_NUMERIC,
+                              "%s: tensor '%s' holds %g at flat index %lld (weights must be finite)",
+                              dir, param->name, (double)w[bad], (long long)bad);
+    *hylo_param_slot(model, param) = w;
+    return HYLO_OK;
+}
+
+static hylo_status bind_all(hylo_model *model, const char *dir, hylo_error *err)
+{
+    hylo_param *params = NULL;
+    size_t count = 0;
+    hylo_status st = hylo_teacher_params(&model->cfg, &params, &count, err);
+    if (st != HYLO_OK) return st;
+    model->owned = calloc(count, sizeof *model->owned);
+    if (!model->owned) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate weight table");
+    for (size_t i = 0; i < count && st == HYLO_OK; i++) st = bind_param(model, dir, &params[i], err);
+    free(params);
+    if (st == HYLO_OK && model->cfg.tie_word_embeddings) model->lm_head = model->embed;
+    return st;
+}
+
+static hylo_status prepare_rope(hylo_model *model, hylo_error *err)
+{
+    int64_t hd = model->cfg.head_dim;
+    model->rope_inv_freq = malloc((size_t)(hd / 2) * sizeof *model->rope_inv_freq);
+    if (!model->rope_inv_freq)
+        return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate rope table");
+    hylo_ref_rope_frequencies(&model->cfg.rope, hd, model->rope_inv_freq, &model->rope_scale);
+    return HYLO_OK;
+}
+
+hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err)
+{
+    *out = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    hylo_model *model = calloc(1, sizeof *model);
+    if (!model) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate model");
+    hylo_status st = hylo_config_load(path, &model->cfg, err);
+    if (st == HYLO_OK) {
+        model->layers = calloc((size_t)model->cfg.num_layers, sizeof *model->layers);
+        if (!model->layers) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate layers");
+    }
+    if (st == HYLO_OK) st = hylo_checkpoint_open(dir, &model->ckpt, err);
+    if (st == HYLO_OK) st = bind_all(model, dir, err);
+    if (st == HYLO_OK) st = prepare_rope(model, err);
+    if (st != HYLO_OK) {
+        hylo_model_free(model);
+        return st;
+    }
+    *out = model;
+    return HYLO_OK;
+}
+
+void hylo_model_free(hylo_model *model)
+{
+    if (!model) return;
+    for (size_t i = 0; i < model->n_owned; i++) free(model->owned[i]);
+    free(model->owned);
+    free(model->layers);
+    free(model->rope_inv_freq);
+    hylo_checkpoint_close(model->ckpt);
+    free(model);
+}
+
+const hylo_config *hylo_model_config(const hylo_model *model)
+{
+    return &model->cfg;
+}

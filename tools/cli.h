@@ -1,0 +1,38 @@
+/* cli.h: option parsing and shared helpers of the `hylo` subcommands. */
+#ifndef HYLO_CLI_H
+#define HYLO_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hylo.h"
+
+/* Exit codes of every subcommand. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+typedef struct {
+    const char *name;   /* "--model"                                    */
+    const char *arg;    /* placeholder of its value ("DIR"), NULL = flag */
+    const char *help;
+    const char *value;  /* parsed value; "1" for a flag that was given   */
+} cli_option;
+
+/* Parses argv[0..argc) (after the subcommand name) into opts; prints a message naming the
+ * offending argument and returns false on an unknown option or a missing value. */
+bool cli_parse(const char *command, int argc, char **argv, cli_option *opts, size_t n);
+void cli_usage(const char *command, const char *summary, const cli_option *opts, size_t n);
+const char *cli_get(const cli_option *opts, size_t n, const char *name);
+/* Parses an integer option in [lo, hi] (absent: *out = fallback). */
+bool cli_int(const char *command, const cli_option *opts, size_t n, const char *name,
+             int64_t lo, int64_t hi, int64_t fallback, int64_t *out);
+/* Parses whitespace- or comma-separated token ids; *out is malloc'd. */
+bool cli_parse_tokens(const char *command, const char *text, const char *source, int32_t **out,
+                      int64_t *count);
+/* Prints "hylo COMMAND: message" for a failed call; returns CLI_FAIL. */
+int cli_fail(const char *command, const hylo_error *err);
+
+int cmd_init(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+#endif
