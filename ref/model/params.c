@@ -41,7 +41,7 @@ static void add(param_list *list, hylo_param_kind kind, int64_t layer, size_t sl
 static void add_layer(param_list *list, hylo_param_kind kind, int64_t layer, size_t slot,
                       int64_t d0, int64_t d1, const char *stem)
 {
-    char name[128];
+    char name[sizeof ((hylo_param *)0)->name];
     snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)layer, stem);
     add(list, kind, layer, slot, d0, d1, name);
 }
@@ -50,7 +50,7 @@ static void add_layer(param_list *list, hylo_param_kind kind, int64_t layer, siz
 static void add_linear(param_list *list, int64_t layer, size_t w_slot, size_t b_slot, bool bias,
                        int64_t out, int64_t in, const char *stem)
 {
-    char name[96];
+    char name[64];
     snprintf(name, sizeof name, "%s.weight", stem);
     add_layer(list, HYLO_PARAM_LINEAR, layer, w_slot, out, in, name);
     if (!bias) return;

@@ -1,0 +1,454 @@
+/* test_model.c: the teacher forward against an independent double-precision formulation,
+ * prefill against token-by-token decode, continued prefill, and bad checkpoints. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layers.h"
+#include "testutil.h"
+
+/* ---- an independent forward: whole sequence at once, double precision, no cache ---------- */
+
+typedef struct {
+    hylo_checkpoint *ckpt;
+    const hylo_config *cfg;
+} naive_model;
+
+/* The tensor with the printf-formatted name, widened to double; NULL when absent. */
+static double *naive_tensor(const naive_model *m, const char *fmt, ...)
+{
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const hylo_tensor_view *v = hylo_checkpoint_find(m->ckpt, name);
+    if (!v) return NULL;
+    float *f = malloc((size_t)v->numel * sizeof *f);
+    double *d = malloc((size_t)v->numel * sizeof *d);
+    ck_assert(f && d);
+    hylo_convert_to_f32(v->dtype, v->data, f, (size_t)v->numel);
+    for (int64_t i = 0; i < v->numel; i++) d[i] = f[i];
+    free(f);
+    return d;
+}
+
+/* y [T, out] = x [T, in] W^T (+ b) */
+static double *naive_linear(const double *x, const double *W, const double *b, int64_t T,
+                            int64_t in, int64_t out)
+{
+    double *y = calloc((size_t)(T * out), sizeof *y);
+    ck_assert_ptr_nonnull(y);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = 0; o < out; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int64_t i = 0; i < in; i++) s += x[t * in + i] * W[o * in + i];
+            y[t * out + o] = s;
+        }
+    return y;
+}
+
+static void naive_rmsnorm(double *x, const double *w, int64_t rows, int64_t n, double eps)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++) ss += x[r * n + i] * x[r * n + i];
+        double inv = 1.0 / sqrt(ss / n + eps);
+        for (int64_t i = 0; i < n; i++) x[r * n + i] *= inv * w[i];
+    }
+}
+
+/* RoPE as complex multiplication: (x_i + j x_{i+hd/2}) * scale * e^{j p f_i}. */
+static void naive_rope(double *x, int64_t T, int64_t heads, int64_t hd, const double *f,
+                       double scale)
+{
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t i = 0; i < hd / 2; i++) {
+                double *re = &x[(t * heads + h) * hd + i], *im = re + hd / 2;
+                double c = scale * cos(t * f[i]), s = scale * sin(t * f[i]);
+                double a = *re, b = *im;
+                *re = a * c - b * s;
+                *im = a * s + b * c;
+            }
+}
+
+static void naive_add(double *x, double *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+    free(y);
+}
+
+static void naive_forward(const naive_model *m, const int32_t *tokens, int64_t T, float *logits)
+{
+    const hylo_config *c = m->cfg;
+    const int64_t D = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
+    const int64_t F = c->intermediate_size, V = c->vocab_size;
+    double *embed = naive_tensor(m, "model.embed_tokens.weight");
+    double *x = malloc((size_t)(T * D) * sizeof *x), *xn = malloc((size_t)(T * D) * sizeof *xn);
+    double f[512], scale;
+    ck_assert(x && xn && hd / 2 <= 512);
+    hylo_ref_rope_frequencies(&c->rope, hd, f, &scale);
+    for (int64_t t = 0; t < T; t++) memcpy(x + t * D, embed + tokens[t] * D, (size_t)D * sizeof *x);
+    for (int64_t l = 0; l < c->num_layers; l++) {
+#define LT(name) naive_tensor(m, "model.layers.%lld." name, (long long)l)
+        double *w_in = LT("input_layernorm.weight"), *w_post = LT("post_attention_layernorm.weight");
+        double *wq = LT("self_attn.q_proj.weight"), *bq = LT("self_attn.q_proj.bias");
+        double *wk = LT("self_attn.k_proj.weight"), *bk = LT("self_attn.k_proj.bias");
+        double *wv = LT("self_attn.v_proj.weight"), *bv = LT("self_attn.v_proj.bias");
+        double *wo = LT("self_attn.o_proj.weight"), *bo = LT("self_attn.o_proj.bias");
+        double *qn = LT("self_attn.q_norm.weight"), *kn = LT("self_attn.k_norm.weight");
+        double *wg = LT("mlp.gate_proj.weight"), *wu = LT("mlp.up_proj.weight");
+        double *wd = LT("mlp.down_proj.weight");
+#undef LT
+        memcpy(xn, x, (size_t)(T * D) * sizeof *x);
+        naive_rmsnorm(xn, w_in, T, D, c->rms_norm_eps);
+        double *q = naive_linear(xn, wq, bq, T, D, H * hd);
+        double *k = naive_linear(xn, wk, bk, T, D, Hkv * hd);
+        double *v = naive_linear(xn, wv, bv, T, D, Hkv * hd);
+        if (qn) naive_rmsnorm(q, qn, T * H, hd, c->rms_norm_eps);
+        if (kn) naive_rmsnorm(k, kn, T * Hkv, hd, c->rms_norm_eps);
+        naive_rope(q, T, H, hd, f, scale);
+        naive_rope(k, T, Hkv, hd, f, scale);
+        double *o = calloc((size_t)(T * H * hd), sizeof *o), *p = calloc((size_t)T, sizeof *p);
+        ck_assert(o && p);
+        for (int64_t h = 0; h < H; h++) {
+            int64_t g = h / (H / Hkv);
+            for (int64_t i = 0; i < T; i++) {
+                double z = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (int64_t d = 0; d < hd; d++) s += q[(i * H + h) * hd + d] * k[(j * Hkv + g) * hd + d];
+                    p[j] = exp(s / sqrt((double)hd));
+                    z += p[j];
+                }
+                for (int64_t j = 0; j <= i; j++)
+                    for (int64_t d = 0; d < hd; d++)
+                        o[(i * H + h) * hd + d] += p[j] / z * v[(j * Hkv + g) * hd + d];
+            }
+        }
+        naive_add(x, naive_linear(o, wo, bo, T, H * hd, D), T * D);
+        memcpy(xn, x, (size_t)(T * D) * sizeof *x);
+        naive_rmsnorm(xn, w_post, T, D, c->rms_norm_eps);
+        double *gt = naive_linear(xn, wg, NULL, T, D, F), *ut = naive_linear(xn, wu, NULL, T, D, F);
+        for (int64_t i = 0; i < T * F; i++) gt[i] = gt[i] / (1 + exp(-gt[i])) * ut[i];
+        naive_add(x, naive_linear(gt, wd, NULL, T, F, D), T * D);
+        double *all[] = {w_in, w_post, wq, bq, wk, bk, wv, bv, wo, bo, qn, kn, wg, wu, wd, q, k, v, o, p, gt, ut};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
+    }
+    double *norm = naive_tensor(m, "model.norm.weight");
+    double *head = c->tie_word_embeddings ? NULL : naive_tensor(m, "lm_head.weight");
+    naive_rmsnorm(x, norm, T, D, c->rms_norm_eps);
+    double *out = naive_linear(x, head ? head : embed, NULL, T, D, V);
+    for (int64_t i = 0; i < T * V; i++) logits[i] = (float)out[i];
+    free(out);
+    free(head);
+    free(norm);
+    free(embed);
+    free(x);
+    free(xn);
+}
+
+/* ---- fixtures ----------------------------------------------------------------------------- */
+
+static char *make_checkpoint(const char *preset, hylo_dtype dtype, uint64_t seed)
+{
+    char *dir = hylo_test_tmpdir(preset);
+    hylo_config cfg;
+    hylo_error err = {0};
+    ck_assert_ok(hylo_preset(preset, &cfg, &err), &err);
+    cfg.dtype = dtype;
+    ck_assert_ok(hylo_init_random(&cfg, seed, dir, 0, &err), &err);
+    return dir;
+}
+
+static float *forward_all(const hylo_model *model, hylo_state *state, const int32_t *tokens,
+                          int64_t T)
+{
+    float *logits = malloc((size_t)(T * hylo_model_config(model)->vocab_size) * sizeof *logits);
+    hylo_error err = {0};
+    ck_assert_ptr_nonnull(logits);
+    ck_assert_ok(hylo_forward(model, state, tokens, T, HYLO_LOGITS_ALL, logits, &err), &err);
+    return logits;
+}
+
+static void random_tokens(int32_t *tokens, int64_t T, int64_t V, uint64_t seed)
+{
+    hylo_test_rng rng = {seed};
+    for (int64_t t = 0; t < T; t++) tokens[t] = (int32_t)(hylo_test_uniform(&rng) * (double)V);
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static const char *const presets[] = {"tiny-llama", "tiny-qwen3"};
+static const hylo_dtype dtypes[] = {HYLO_F32, HYLO_BF16};
+
+/* fp32 activations against double ones: each of ~10 rounding steps per layer adds relative
+ * error ~6e-8, so the logits NMSE should stay near 1e-13; 1e-10 leaves a wide margin while
+ * any formula error (a wrong norm, rope pairing, mask or bias) gives NMSE > 1e-3. */
+START_TEST(forward_matches_independent_double_formulation)
+{
+    const char *preset = presets[_i / 2];
+    char *dir = make_checkpoint(preset, dtypes[_i % 2], 42);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    hylo_state *state = NULL;
+    ck_assert_ok(hylo_model_load(dir, &model, &err), &err);
+    ck_assert_ok(hylo_state_create(model, 0, &state, &err), &err);
+    const hylo_config *cfg = hylo_model_config(model);
+    enum { T = 23 };
+    int32_t tokens[T];
+    random_tokens(tokens, T, cfg->vocab_size, 1 + _i);
+    float *got = forward_all(model, state, tokens, T);
+    float *want = malloc((size_t)(T * cfg->vocab_size) * sizeof *want);
+    naive_model naive = {NULL, cfg};
+    ck_assert_ok(hylo_checkpoint_open(dir, &naive.ckpt, &err), &err);
+    naive_forward(&naive, tokens, T, want);
+    ck_assert_nmse(got, want, (size_t)(T * cfg->vocab_size), 1e-10, preset);
+    /* the logits must carry signal: not all equal */
+    ck_assert(hylo_max_abs_diff(want, want + cfg->vocab_size, (size_t)cfg->vocab_size) > 1e-3);
+    hylo_checkpoint_close(naive.ckpt);
+    free(got);
+    free(want);
+    hylo_state_free(state);
+    hylo_model_free(model);
+    free(dir);
+}
+END_TEST
+
+/* Prefill computes every row with the same arithmetic as decode, so the two agree exactly up
+ * to reduction order (none differs here); 1e-12 allows for a future change of summation. */
+START_TEST(prefill_equals_token_by_token_decode)
+{
+    char *dir = make_checkpoint(presets[_i], HYLO_F32, 7);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    hylo_state *a = NULL, *b = NULL;
+    ck_assert_ok(hylo_model_load(dir, &model, &err), &err);
+    ck_assert_ok(hylo_state_create(model, 4, &a, &err), &err);
+    ck_assert_ok(hylo_state_create(model, 4, &b, &err), &err);
+    const int64_t V = hylo_model_config(model)->vocab_size;
+    enum { T = 37 };
+    int32_t tokens[T];
+    random_tokens(tokens, T, V, 99);
+    float *prefill = forward_all(model, a, tokens, T);
+    float *decode = malloc((size_t)(T * V) * sizeof *decode);
+    for (int64_t t = 0; t < T; t++)
+        ck_assert_ok(hylo_forward(model, b, tokens + t, 1, HYLO_LOGITS_LAST, decode + t * V, &err), &err);
+    ck_assert_int_eq(hylo_state_length(a), T);
+    ck_assert_int_eq(hylo_state_length(b), T);
+    ck_assert_nmse(decode, prefill, (size_t)(T * V), 1e-12, "decode vs prefill");
+    free(prefill);
+    free(decode);
+    hylo_state_free(a);
+    hylo_state_free(b);
+    hylo_model_free(model);
+    free(dir);
+}
+END_TEST
+
+START_TEST(continued_prefill_equals_single_prefill)
+{
+    char *dir = make_checkpoint("tiny-qwen3", HYLO_F32, 3);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    hylo_state *a = NULL, *b = NULL;
+    ck_assert_ok(hylo_model_load(dir, &model, &err), &err);
+    ck_assert_ok(hylo_state_create(model, 0, &a, &err), &err);
+    ck_assert_ok(hylo_state_create(model, 0, &b, &err), &err);
+    const int64_t V = hylo_model_config(model)->vocab_size;
+    enum { T1 = 100, T2 = 50 };
+    int32_t tokens[T1 + T2];
+    random_tokens(tokens, T1 + T2, V, 5);
+    float *whole = forward_all(model, a, tokens, T1 + T2);
+    float *first = forward_all(model, b, tokens, T1);
+    float *second = forward_all(model, b, tokens + T1, T2);
+    ck_assert_nmse(first, whole, (size_t)(T1 * V), 1e-12, "prefill(100)");
+    ck_assert_nmse(second, whole + T1 * V, (size_t)(T2 * V), 1e-12, "prefill(50) after prefill(100)");
+    free(whole);
+    free(first);
+    free(second);
+    hylo_state_free(a);
+    hylo_state_free(b);
+    hylo_model_free(model);
+    free(dir);
+}
+END_TEST
+
+START_TEST(init_is_deterministic)
+{
+    char *a = make_checkpoint("tiny-llama", HYLO_BF16, 1);
+    char *b = make_checkpoint("tiny-llama", HYLO_BF16, 1);
+    char *c = make_checkpoint("tiny-llama", HYLO_BF16, 2);
+    char pa[512], pb[512], pc[512];
+    snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+    snprintf(pc, sizeof pc, "%s/model.safetensors", c);
+    size_t la, lb, lc;
+    unsigned char *da = hylo_test_read_file(pa, &la), *db = hylo_test_read_file(pb, &lb);
+    unsigned char *dc = hylo_test_read_file(pc, &lc);
+    ck_assert_uint_eq(la, lb);
+    ck_assert_mem_eq(da, db, la);
+    ck_assert(la == lc && memcmp(da, dc, la) != 0);
+    free(da);
+    free(db);
+    free(dc);
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+START_TEST(sharded_checkpoint_loads_like_single_file)
+{
+    char *single = make_checkpoint("tiny-llama", HYLO_F32, 8);
+    char *sharded = hylo_test_tmpdir("sharded");
+    hylo_config cfg;
+    hylo_error err = {0};
+    ck_assert_ok(hylo_preset("tiny-llama", &cfg, &err), &err);
+    cfg.dtype = HYLO_F32;
+    ck_assert_ok(hylo_init_random(&cfg, 8, sharded, 64 * 1024, &err), &err);
+    hylo_model *m1 = NULL, *m2 = NULL;
+    hylo_state *s1 = NULL, *s2 = NULL;
+    ck_assert_ok(hylo_model_load(single, &m1, &err), &err);
+    ck_assert_ok(hylo_model_load(sharded, &m2, &err), &err);
+    ck_assert_ok(hylo_state_create(m1, 0, &s1, &err), &err);
+    ck_assert_ok(hylo_state_create(m2, 0, &s2, &err), &err);
+    int32_t tokens[5] = {1, 2, 3, 4, 5};
+    float *l1 = forward_all(m1, s1, tokens, 5), *l2 = forward_all(m2, s2, tokens, 5);
+    ck_assert_mem_eq(l1, l2, (size_t)(5 * cfg.vocab_size) * sizeof(float));
+    free(l1);
+    free(l2);
+    hylo_state_free(s1);
+    hylo_state_free(s2);
+    hylo_model_free(m1);
+    hylo_model_free(m2);
+    free(single);
+    free(sharded);
+}
+END_TEST
+
+START_TEST(bad_tokens_are_rejected_without_side_effects)
+{
+    char *dir = make_checkpoint("tiny-llama", HYLO_F32, 1);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    hylo_state *state = NULL;
+    ck_assert_ok(hylo_model_load(dir, &model, &err), &err);
+    ck_assert_ok(hylo_state_create(model, 0, &state, &err), &err);
+    const int64_t V = hylo_model_config(model)->vocab_size;
+    int32_t tokens[3] = {1, (int32_t)V, 2};
+    float logits[4096];
+    ck_assert_int_eq(hylo_forward(model, state, tokens, 3, HYLO_LOGITS_LAST, logits, &err), HYLO_ERR_RANGE);
+    ck_assert_ptr_nonnull(strstr(err.message, "outside the vocabulary"));
+    tokens[1] = -1;
+    ck_assert_int_eq(hylo_forward(model, state, tokens, 3, HYLO_LOGITS_LAST, logits, &err), HYLO_ERR_RANGE);
+    ck_assert_int_eq(hylo_forward(model, state, tokens, 0, HYLO_LOGITS_LAST, logits, &err), HYLO_ERR_RANGE);
+    ck_assert_int_eq(hylo_state_length(state), 0);
+    hylo_state_free(state);
+    hylo_model_free(model);
+    free(dir);
+}
+END_TEST
+
+/* Rewrites one tensor of a checkpoint through `edit` (NULL: drop it) into a new directory. */
+typedef void (*tensor_edit)(hylo_tensor_spec *spec, float *data);
+
+static char *edited_checkpoint(const char *src, const char *target, tensor_edit edit)
+{
+    char *dir = hylo_test_tmpdir("edited");
+    char path[512];
+    hylo_error err = {0};
+    hylo_checkpoint *ck = NULL;
+    ck_assert_ok(hylo_checkpoint_open(src, &ck, &err), &err);
+    size_t n = hylo_checkpoint_count(ck), kept = 0;
+    hylo_tensor_spec *specs = calloc(n, sizeof *specs);
+    const void **data = calloc(n, sizeof *data);
+    float **copies = calloc(n, sizeof *copies);
+    for (size_t i = 0; i < n; i++) {
+        const hylo_tensor_view *v = hylo_checkpoint_at(ck, i);
+        ck_assert_int_eq(v->dtype, HYLO_F32);
+        hylo_tensor_spec s = {v->name, v->dtype, v->ndim, {0}};
+        memcpy(s.shape, v->shape, sizeof s.shape);
+        copies[i] = malloc(v->nbytes + 64);
+        memcpy(copies[i], v->data, v->nbytes);
+        if (strcmp(v->name, target) == 0) {
+            if (!edit) continue;
+            edit(&s, copies[i]);
+        }
+        specs[kept] = s;
+        data[kept++] = copies[i];
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_ok(hylo_safetensors_write(path, specs, data, kept, NULL, &err), &err);
+    snprintf(path, sizeof path, "%s/config.json", src);
+    size_t len;
+    unsigned char *config = hylo_test_read_file(path, &len);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    hylo_test_write_file(path, config, len);
+    free(config);
+    for (size_t i = 0; i < n; i++) free(copies[i]);
+    free(copies);
+    free(specs);
+    free(data);
+    hylo_checkpoint_close(ck);
+    return dir;
+}
+
+static void put_nan(hylo_tensor_spec *spec, float *data)
+{
+    (void)spec;
+    data[3] = NAN;
+}
+
+static void shrink_rows(hylo_tensor_spec *spec, float *data)
+{
+    (void)data;
+    spec->shape[0] -= 1;
+}
+
+START_TEST(bad_weights_are_named)
+{
+    char *dir = make_checkpoint("tiny-llama", HYLO_F32, 1);
+    const char *name = "model.layers.1.self_attn.k_proj.weight";
+    char *missing = edited_checkpoint(dir, name, NULL);
+    char *nan = edited_checkpoint(dir, name, put_nan);
+    char *shape = edited_checkpoint(dir, name, shrink_rows);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    ck_assert_int_eq(hylo_model_load(missing, &model, &err), HYLO_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(err.message, name));
+    ck_assert_ptr_nonnull(strstr(err.message, "missing"));
+    ck_assert_int_eq(hylo_model_load(nan, &model, &err), HYLO_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(err.message, name));
+    ck_assert_int_eq(hylo_model_load(shape, &model, &err), HYLO_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(err.message, "config.json implies"));
+    ck_assert_ptr_null(model);
+    ck_assert_int_ne(hylo_model_load("no-such-dir", &model, &err), HYLO_OK);
+    ck_assert_ptr_nonnull(strstr(err.message, "no-such-dir"));
+    free(dir);
+    free(missing);
+    free(nan);
+    free(shape);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("teacher");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, forward_matches_independent_double_formulation, 0, 4);
+    tcase_add_loop_test(tc, prefill_equals_token_by_token_decode, 0, 2);
+    tcase_add_test(tc, continued_prefill_equals_single_prefill);
+    tcase_add_test(tc, init_is_deterministic);
+    tcase_add_test(tc, sharded_checkpoint_loads_like_single_file);
+    tcase_add_test(tc, bad_tokens_are_rejected_without_side_effects);
+    tcase_add_test(tc, bad_weights_are_named);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+HYLO_TEST_MAIN
