@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "layers/layers.h"
+#include "model/model.h"
 #include "testutil.h"
 
 /* ---- an independent forward: whole sequence at once, double precision, no cache ---------- */
@@ -435,6 +436,28 @@ START_TEST(bad_weights_are_named)
 }
 END_TEST
 
+/* The real checkpoints' published parameter counts (tied embeddings counted once). */
+START_TEST(real_shapes_have_the_published_parameter_counts)
+{
+    const struct { const char *preset; int64_t params; } cases[] = {
+        {"llama-3.2-1b", 1235814400}, {"llama-3.2-3b", 3212749824}, {"qwen3-1.7b", 1720574976}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        hylo_config cfg;
+        hylo_error err = {0};
+        hylo_param *params = NULL;
+        size_t count = 0;
+        ck_assert_ok(hylo_preset(cases[c].preset, &cfg, &err), &err);
+        ck_assert_ok(hylo_teacher_params(&cfg, &params, &count, &err), &err);
+        int64_t total = 0;
+        for (size_t i = 0; i < count; i++)
+            total += params[i].shape[0] * (params[i].ndim == 2 ? params[i].shape[1] : 1);
+        ck_assert_msg(total == cases[c].params, "%s: %lld parameters, expected %lld",
+                      cases[c].preset, (long long)total, (long long)cases[c].params);
+        free(params);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("model");
@@ -447,6 +470,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, sharded_checkpoint_loads_like_single_file);
     tcase_add_test(tc, bad_tokens_are_rejected_without_side_effects);
     tcase_add_test(tc, bad_weights_are_named);
+    tcase_add_test(tc, real_shapes_have_the_published_parameter_counts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
-# make demo: builds the tiny default teachers, runs a prompt through each with the reference
-# implementation (prefill, greedy decode, top logits) and checks prefill against decode.
+# make demo: creates the tiny default teachers and runs a prompt through each with the
+# reference implementation: prefill, greedy decode over the KV cache, top logits.
 set -eu
 build=${1:-build}
 hylo="$build/hylo"
