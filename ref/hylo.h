@@ -115,8 +115,10 @@ typedef struct {
 
 typedef struct hylo_safetensors_writer hylo_safetensors_writer;
 
-/* Starts writing `path` through a temporary file in the same directory. Tensors are laid out
- * in the given order, each aligned to 64 bytes; the header is padded to a multiple of 8.
+/* Starts writing `path` through a temporary file in the same directory. The header is padded
+ * with spaces so that the data buffer starts 64-byte aligned (a multiple of 8, as the format
+ * asks); tensors follow back to back in the given order, since HF's safetensors rejects gaps
+ * between tensors.
  * `metadata` is NULL or a NULL-terminated list of key, value string pairs. */
 hylo_status hylo_safetensors_writer_open(const char *path, const hylo_tensor_spec *specs,
                                          size_t count, const char *const *metadata,
