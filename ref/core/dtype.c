@@ -102,6 +102,9 @@ uint16_t hylo_f32_to_f16(float f)
     return (uint16_t)(sign | (v >> 13));
 }
 
+/* Conversions of more elements than this are split across threads (whole-weight widening). */
+enum { PARALLEL_MIN = 1 << 16 };
+
 static uint16_t load_u16(const unsigned char *p)
 {
     return (uint16_t)(p[0] | (p[1] << 8));
@@ -115,9 +118,11 @@ void hylo_convert_to_f32(hylo_dtype dtype, const void *src, float *dst, size_t n
         memcpy(dst, src, n * sizeof(float));
         return;
     case HYLO_F16:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) dst[i] = hylo_f16_to_f32(load_u16(p + 2 * i));
         return;
     case HYLO_BF16:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) dst[i] = hylo_bf16_to_f32(load_u16(p + 2 * i));
         return;
     }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/progress.h"
 #include "layers/layers.h"
 #include "model/model.h"
 
@@ -77,7 +78,18 @@ static hylo_status bind_all(hylo_model *model, const char *dir, hylo_error *err)
     if (st != HYLO_OK) return st;
     model->owned = calloc(count, sizeof *model->owned);
     if (!model->owned) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate weight table");
-    for (size_t i = 0; i < count && st == HYLO_OK; i++) st = bind_param(model, dir, &params[i], err);
+    /* Widening a real-size checkpoint takes seconds: report progress above 256 MiB of fp32. */
+    uint64_t total = 0, done = 0;
+    for (size_t i = 0; i < count; i++)
+        total += (uint64_t)hylo_param_numel(&params[i]) * sizeof(float);
+    hylo_progress progress;
+    hylo_progress_begin(&progress, "loading weights", total, "B", 256u << 20);
+    for (size_t i = 0; i < count && st == HYLO_OK; i++) {
+        st = bind_param(model, dir, &params[i], err);
+        done += (uint64_t)hylo_param_numel(&params[i]) * sizeof(float);
+        hylo_progress_update(&progress, done);
+    }
+    hylo_progress_end(&progress);
     free(params);
     if (st == HYLO_OK && model->cfg.tie_word_embeddings) model->lm_head = model->embed;
     return st;

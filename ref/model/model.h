@@ -67,6 +67,8 @@ hylo_status hylo_teacher_params(const hylo_config *cfg, hylo_param **out, size_t
 /* Makes room for `needed` positions in every cache of `state`, keeping its contents. */
 hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *err);
 
+int64_t hylo_param_numel(const hylo_param *param);
+
 /* The address of a parameter's pointer slot inside `model`. */
 const float **hylo_param_slot(hylo_model *model, const hylo_param *param);
 

@@ -101,3 +101,8 @@ const float **hylo_param_slot(hylo_model *model, const hylo_param *param)
     char *base = param->layer < 0 ? (char *)model : (char *)&model->layers[param->layer];
     return (const float **)(void *)(base + param->slot);
 }
+
+int64_t hylo_param_numel(const hylo_param *param)
+{
+    return param->shape[0] * (param->ndim == 2 ? param->shape[1] : 1);
+}
