@@ -7,11 +7,15 @@ heads, Qwen2 q/k/v biases, Llama attention and MLP biases, Qwen3 q/k norms with 
 head_dim), saves them with save_pretrained, runs them in fp32 on the CPU with eager attention,
 and compares their logits with `hylo run --logits` on the same tokens (NMSE, max abs error).
 
-  tools/hf_crosscheck.py all --hylo build/hylo --work DIR     # needs torch + transformers + hylo
-  tools/hf_crosscheck.py export --work DIR                     # needs torch + transformers
-  tools/hf_crosscheck.py compare --hylo build/hylo --work DIR  # needs only hylo (stdlib Python)
+It also checks the other direction: checkpoints written by `hylo init` (bf16, f32, sharded)
+are loaded by transformers' from_pretrained and must give the same logits.
 
-`export` and `compare` split the job between a machine with PyTorch and one with hylo.
+  tools/hf_crosscheck.py all --hylo build/hylo --work DIR      # needs torch + transformers + hylo
+  tools/hf_crosscheck.py prepare --hylo build/hylo --work DIR  # hylo-written checkpoints
+  tools/hf_crosscheck.py export --work DIR                      # needs torch + transformers
+  tools/hf_crosscheck.py compare --hylo build/hylo --work DIR   # needs only hylo (stdlib Python)
+
+`prepare`, `export` and `compare` split the job between a machine with hylo and one with PyTorch.
 Exit status: 0 when every case is within tolerance, 1 otherwise, 2 on bad usage.
 """
 import argparse
@@ -66,6 +70,27 @@ CASES = {
 }
 
 
+# name -> `hylo init` arguments: checkpoints written by hylo for transformers to load.
+HYLO_CASES = {
+    "hylo-tiny-llama-bf16": ["--preset", "tiny-llama", "--seed", "1", "--dtype", "bf16"],
+    "hylo-tiny-qwen3-sharded": ["--preset", "tiny-qwen3", "--seed", "2", "--dtype", "f32",
+                                "--shard-mb", "1"],
+}
+
+
+def write_tokens(case):
+    with open(os.path.join(case, "tokens.txt"), "w") as f:
+        f.write(" ".join(map(str, TOKENS)) + "\n")
+
+
+def prepare(work, hylo):
+    for name, args in HYLO_CASES.items():
+        case = os.path.join(work, name)
+        subprocess.run([hylo, "init", *args, "--out", case, "--force"], check=True)
+        write_tokens(case)
+        print(f"prepared {name}")
+
+
 def build_config(arch, kwargs, rope):
     import transformers
     cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
@@ -103,9 +128,18 @@ def export(work):
         out = os.path.join(work, name)
         model.save_pretrained(out, safe_serialization=True)
         save_file({"logits": logits}, os.path.join(out, "hf_logits.safetensors"))
-        with open(os.path.join(out, "tokens.txt"), "w") as f:
-            f.write(" ".join(map(str, TOKENS)) + "\n")
+        write_tokens(out)
         print(f"exported {name}: logits {tuple(logits.shape)}")
+    for name in HYLO_CASES:  # hylo-written checkpoints, if `prepare` made them
+        case = os.path.join(work, name)
+        if not os.path.isdir(case):
+            continue
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            case, dtype=torch.float32, attn_implementation="eager").eval()
+        with torch.no_grad():
+            logits = model(torch.tensor([TOKENS])).logits[0].float().contiguous()
+        save_file({"logits": logits}, os.path.join(case, "hf_logits.safetensors"))
+        print(f"ran {name} with transformers: logits {tuple(logits.shape)}")
 
 
 def read_f32_tensor(path, name):
@@ -127,7 +161,8 @@ def read_f32_tensor(path, name):
 
 def compare(work, hylo):
     rows, failed = [], 0
-    for name in CASES:
+    names = list(CASES) + [n for n in HYLO_CASES if os.path.isdir(os.path.join(work, n))]
+    for name in names:
         case = os.path.join(work, name)
         ours = os.path.join(case, "hylo_logits.safetensors")
         run = subprocess.run([hylo, "run", "--model", case, "--tokens-file",
@@ -161,11 +196,13 @@ def compare(work, hylo):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["all", "export", "compare"])
+    parser.add_argument("mode", choices=["all", "prepare", "export", "compare"])
     parser.add_argument("--work", required=True, help="directory for the cases")
     parser.add_argument("--hylo", default="build/hylo", help="path of the hylo binary")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    if args.mode in ("all", "prepare"):
+        prepare(args.work, args.hylo)
     if args.mode in ("all", "export"):
         export(args.work)
     if args.mode in ("all", "compare"):
