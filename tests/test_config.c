@@ -254,39 +254,19 @@ static void expect_invalid(const hylo_config *c, const char *needle)
                   needle);
 }
 
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    for (struct dirent *e = readdir(d); e; e = readdir(d))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
-}
-
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    ck_assert_ptr_nonnull(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* Saves c into a fresh directory, loads it back, checks identity and that nothing else (no
  * temporary file) was left; returns the saved text (malloc'd). */
 static char *round_trip(const hylo_config *c, const char *what)
 {
     char *dir = hylo_test_tmpdir("rt");
-    char *path = join(dir, "config.json");
+    char *path = hylo_test_join(dir, "config.json");
     hylo_error err = {0};
     ck_assert_ok(hylo_config_save(c, path, &err), &err);
     hylo_config back;
     memset(&back, 0, sizeof back);
     ck_assert_ok(hylo_config_load(path, &back, &err), &err);
     ck_assert_config_eq(&back, c, what);
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq((int)hylo_test_dir_entries(dir, NULL, 0), 1);
     size_t len;
     char *saved = (char *)hylo_test_read_file(path, &len);
     free(path);
@@ -777,7 +757,7 @@ END_TEST
 START_TEST(load_files)
 {
     char *dir = hylo_test_tmpdir("load");
-    char *path = join(dir, "config.json");
+    char *path = hylo_test_join(dir, "config.json");
     hylo_config c;
     hylo_error err = {0};
     ck_assert_int_eq(hylo_config_load(path, &c, &err), HYLO_ERR_IO);
@@ -931,27 +911,27 @@ START_TEST(save_failures)
     hylo_config c = preset("tiny-qwen3");
     hylo_error err = {0};
     /* into a missing directory */
-    char *missing = join(dir, "nope/config.json");
+    char *missing = hylo_test_join(dir, "nope/config.json");
     ck_assert_int_eq(hylo_config_save(&c, missing, &err), HYLO_ERR_IO);
     ck_assert_msg(strstr(err.message, missing) != NULL, "%s", err.message);
     /* over a directory: the rename fails and the temporary file is removed */
-    char *blocked = join(dir, "config.json");
+    char *blocked = hylo_test_join(dir, "config.json");
     ck_assert_int_eq(mkdir(blocked, 0755), 0);
     ck_assert_int_eq(hylo_config_save(&c, blocked, &err), HYLO_ERR_IO);
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq((int)hylo_test_dir_entries(dir, NULL, 0), 1);
     /* an invalid config writes nothing */
-    char *other = join(dir, "other.json");
+    char *other = hylo_test_join(dir, "other.json");
     c.num_kv_heads = 3;
     ck_assert_int_eq(hylo_config_save(&c, other, &err), HYLO_ERR_CONFIG);
     ck_assert_msg(strstr(err.message, "num_key_value_heads") != NULL, "%s", err.message);
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq((int)hylo_test_dir_entries(dir, NULL, 0), 1);
     /* overwriting an existing file replaces it */
     hylo_config a = preset("tiny-llama"), b = preset("tiny-qwen3"), back;
     ck_assert_ok(hylo_config_save(&a, other, &err), &err);
     ck_assert_ok(hylo_config_save(&b, other, &err), &err);
     ck_assert_ok(hylo_config_load(other, &back, &err), &err);
     ck_assert_config_eq(&back, &b, "overwritten");
-    ck_assert_int_eq(count_entries(dir), 2);
+    ck_assert_int_eq((int)hylo_test_dir_entries(dir, NULL, 0), 2);
     struct stat st;
     ck_assert_int_eq(stat(other, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0644);

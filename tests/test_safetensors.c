@@ -43,29 +43,6 @@ static void *pattern_bytes(size_t i, size_t n)
 }
 
 /* Entries of dir other than . and .., as a count; the first name goes to `first` if given. */
-static size_t dir_entries(const char *dir, char *first, size_t first_size)
-{
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    size_t n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (n == 0 && first) snprintf(first, first_size, "%s", e->d_name);
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    ck_assert_ptr_nonnull(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static uint64_t le64(const unsigned char *p)
 {
     uint64_t v = 0;
@@ -90,7 +67,7 @@ START_TEST(round_trip_dtypes_and_shapes)
     for (size_t i = 0; i < N; i++) data[i] = pattern_bytes(i, spec_bytes(&specs[i]));
     const char *meta[] = {"format", "pt", "note", "quote \" backslash \\ newline \n tab \t", NULL};
     char *dir = hylo_test_tmpdir("rt");
-    char *path = join(dir, "m.safetensors");
+    char *path = hylo_test_join(dir, "m.safetensors");
     hylo_error err;
     ck_assert_ok(hylo_safetensors_write(path, specs, (const void *const *)data, N, meta, &err), &err);
 
@@ -152,7 +129,7 @@ START_TEST(values_of_each_dtype)
         data[k] = raw[k];
     }
     char *dir = hylo_test_tmpdir("vals");
-    char *path = join(dir, "v.safetensors");
+    char *path = hylo_test_join(dir, "v.safetensors");
     hylo_error err;
     ck_assert_ok(hylo_safetensors_write(path, specs, data, 3, NULL, &err), &err);
     hylo_safetensors *st;
@@ -193,7 +170,7 @@ START_TEST(layout_header_and_alignment)
     for (size_t i = 0; i < 4; i++) data[i] = pattern_bytes(i, spec_bytes(&specs[i]));
     const char *meta[] = {"k", "v", NULL};
     char *dir = hylo_test_tmpdir("layout");
-    char *path = join(dir, "l.safetensors");
+    char *path = hylo_test_join(dir, "l.safetensors");
     hylo_error err;
     ck_assert_ok(hylo_safetensors_write(path, specs, data, 4, meta, &err), &err);
 
@@ -236,7 +213,7 @@ END_TEST
 START_TEST(empty_file_round_trip)
 {
     char *dir = hylo_test_tmpdir("empty");
-    char *path = join(dir, "e.safetensors");
+    char *path = hylo_test_join(dir, "e.safetensors");
     hylo_error err;
     ck_assert_ok(hylo_safetensors_write(path, NULL, NULL, 0, NULL, &err), &err);
     hylo_safetensors *st;
@@ -256,15 +233,15 @@ START_TEST(abort_leaves_nothing)
 {
     hylo_tensor_spec specs[] = {spec("a", HYLO_F32, 1, 16, 0, 0), spec("b", HYLO_F16, 1, 8, 0, 0)};
     char *dir = hylo_test_tmpdir("abort");
-    char *path = join(dir, "x.safetensors");
+    char *path = hylo_test_join(dir, "x.safetensors");
     hylo_safetensors_writer *w;
     hylo_error err;
     ck_assert_ok(hylo_safetensors_writer_open(path, specs, 2, NULL, &w, &err), &err);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 1); /* the temporary file */
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 1); /* the temporary file */
     unsigned char buf[64] = {0};
     ck_assert_ok(hylo_safetensors_writer_append(w, buf, 40, &err), &err);
     hylo_safetensors_writer_abort(w);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 0);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 0);
     ck_assert_int_ne(access(path, F_OK), 0);
     hylo_safetensors_writer_abort(NULL);
     free(path);
@@ -283,7 +260,7 @@ START_TEST(pieces_and_zero_size_tensors)
     unsigned char all[38];
     for (size_t k = 0; k < sizeof all; k++) all[k] = (unsigned char)(k + 1);
     char *dir = hylo_test_tmpdir("pieces");
-    char *path = join(dir, "p.safetensors");
+    char *path = hylo_test_join(dir, "p.safetensors");
     hylo_safetensors_writer *w;
     hylo_error err;
     ck_assert_ok(hylo_safetensors_writer_open(path, specs, 5, NULL, &w, &err), &err);
@@ -299,7 +276,7 @@ START_TEST(pieces_and_zero_size_tensors)
     ck_assert_uint_eq(hylo_safetensors_find(st, "z1")->nbytes, 0);
     ck_assert_int_eq(hylo_safetensors_find(st, "z1")->numel, 0);
     hylo_safetensors_close(st);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 1);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 1);
     free(path);
     free(dir);
 }
@@ -310,7 +287,7 @@ START_TEST(append_too_many_bytes_fails)
     hylo_tensor_spec specs[] = {spec("first", HYLO_F32, 1, 4, 0, 0),
                                 spec("second", HYLO_F32, 1, 2, 0, 0)};
     char *dir = hylo_test_tmpdir("toomany");
-    char *path = join(dir, "t.safetensors");
+    char *path = hylo_test_join(dir, "t.safetensors");
     unsigned char buf[64] = {0};
     hylo_safetensors_writer *w;
     hylo_error err;
@@ -322,7 +299,7 @@ START_TEST(append_too_many_bytes_fails)
                   "%s", err.message);
     /* The writer is unusable after a failed append: commit refuses and removes the file. */
     ck_assert_int_ne(hylo_safetensors_writer_commit(w, &err), HYLO_OK);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 0);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 0);
 
     /* Bytes after the last tensor is complete. */
     ck_assert_ok(hylo_safetensors_writer_open(path, specs, 2, NULL, &w, &err), &err);
@@ -330,7 +307,7 @@ START_TEST(append_too_many_bytes_fails)
     ck_assert_int_eq(hylo_safetensors_writer_append(w, buf, 1, &err), HYLO_ERR_SHAPE);
     ck_assert_msg(strstr(err.message, "after the last tensor"), "%s", err.message);
     hylo_safetensors_writer_abort(w);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 0);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 0);
     free(path);
     free(dir);
 }
@@ -339,7 +316,7 @@ END_TEST
 START_TEST(failed_commit_keeps_destination)
 {
     char *dir = hylo_test_tmpdir("keep");
-    char *path = join(dir, "model.safetensors");
+    char *path = hylo_test_join(dir, "model.safetensors");
     hylo_tensor_spec old_spec = spec("old", HYLO_F32, 1, 8, 0, 0);
     void *old_data = pattern_bytes(9, 32);
     hylo_error err;
@@ -362,7 +339,7 @@ START_TEST(failed_commit_keeps_destination)
     ck_assert_uint_eq(after_len, before_len);
     ck_assert_mem_eq(after, before, before_len);
     char first[256];
-    ck_assert_uint_eq(dir_entries(dir, first, sizeof first), 1);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, first, sizeof first), 1);
     ck_assert_str_eq(first, "model.safetensors");
     free(after);
     free(before);
@@ -375,7 +352,7 @@ END_TEST
 START_TEST(invalid_specs_write_nothing)
 {
     char *dir = hylo_test_tmpdir("specs");
-    char *path = join(dir, "s.safetensors");
+    char *path = hylo_test_join(dir, "s.safetensors");
     hylo_safetensors_writer *w = (hylo_safetensors_writer *)&dir; /* must be reset to NULL */
     hylo_error err;
     struct {
@@ -414,7 +391,7 @@ START_TEST(invalid_specs_write_nothing)
     const char *dup[] = {"k", "1", "k", "2", NULL};
     ck_assert_int_eq(hylo_safetensors_writer_open(path, &ok, 1, dup, &w, &err), HYLO_ERR_USAGE);
     ck_assert_msg(strstr(err.message, "'k' appears twice"), "%s", err.message);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 0);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 0);
     /* A directory that does not exist: an I/O error naming the path. */
     ck_assert_int_eq(hylo_safetensors_writer_open("no-such-dir/x.safetensors", &ok, 1, NULL, &w,
                                                   &err), HYLO_ERR_IO);
@@ -486,15 +463,15 @@ START_TEST(sharded_round_trip)
     ck_assert_uint_eq(fs.calls, N);
 
     /* Exactly the shards and the index, nothing else (no model.safetensors, no temp files). */
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), nshards + 1);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), nshards + 1);
     for (size_t k = 1; k <= nshards; k++) {
         char name[64];
         snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k, nshards);
-        char *p = join(dir, name);
+        char *p = hylo_test_join(dir, name);
         ck_assert_msg(access(p, F_OK) == 0, "%s missing", name);
         free(p);
     }
-    char *index_path = join(dir, "model.safetensors.index.json");
+    char *index_path = hylo_test_join(dir, "model.safetensors.index.json");
     size_t len;
     char *text = (char *)hylo_test_read_file(index_path, &len);
     cJSON *root = cJSON_ParseWithLength(text, len);
@@ -517,7 +494,7 @@ START_TEST(sharded_round_trip)
     free(text);
 
     /* Each shard says format pt, as transformers requires. */
-    char *shard1 = join(dir, "model-00001-of-00006.safetensors");
+    char *shard1 = hylo_test_join(dir, "model-00001-of-00006.safetensors");
     hylo_safetensors *st;
     ck_assert_ok(hylo_safetensors_open(shard1, &st, &err), &err);
     ck_assert_str_eq(hylo_safetensors_metadata(st, "format"), "pt");
@@ -543,7 +520,7 @@ START_TEST(single_file_checkpoint)
         ck_assert_ok(hylo_checkpoint_write(dir, specs, 2, fill_pattern, &fs, limits[l], NULL, &err),
                      &err);
         char first[256];
-        ck_assert_uint_eq(dir_entries(dir, first, sizeof first), 1);
+        ck_assert_uint_eq(hylo_test_dir_entries(dir, first, sizeof first), 1);
         ck_assert_str_eq(first, "model.safetensors");
         check_checkpoint_content(dir, specs, 2);
         free(dir);
@@ -564,7 +541,7 @@ START_TEST(failed_fill_leaves_directory_untouched)
                                                "progress", &err), HYLO_ERR_NUMERIC);
         ck_assert_msg(strstr(err.message, "tensor 'r'") && strstr(err.message, "fill refused") &&
                       strstr(err.message, dir), "%s", err.message);
-        ck_assert_uint_eq(dir_entries(dir, NULL, 0), 0);
+        ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 0);
         free(dir);
     }
 }
@@ -574,14 +551,14 @@ START_TEST(sharded_write_refuses_shadowing_single_file)
 {
     hylo_tensor_spec specs[] = {spec("p", HYLO_F32, 1, 16, 0, 0), spec("q", HYLO_F32, 1, 16, 0, 0)};
     char *dir = hylo_test_tmpdir("shadow");
-    char *single = join(dir, "model.safetensors");
+    char *single = hylo_test_join(dir, "model.safetensors");
     hylo_test_write_file(single, "old", 3);
     fill_state fs = {specs, SIZE_MAX, 0};
     hylo_error err;
     ck_assert_int_eq(hylo_checkpoint_write(dir, specs, 2, fill_pattern, &fs, 64, NULL, &err),
                      HYLO_ERR_USAGE);
     ck_assert_msg(strstr(err.message, "shadow"), "%s", err.message);
-    ck_assert_uint_eq(dir_entries(dir, NULL, 0), 1);
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 1);
     free(single);
     free(dir);
 }
@@ -604,12 +581,12 @@ static char *make_sharded_dir(const char *shard_a_tensors[], const char *shard_b
             specs[n] = spec(lists[s][n], HYLO_F32, 1, 2, 0, 0);
             data[n] = zero;
         }
-        char *p = join(dir, files[s]);
+        char *p = hylo_test_join(dir, files[s]);
         hylo_error err;
         ck_assert_ok(hylo_safetensors_write(p, specs, data, n, NULL, &err), &err);
         free(p);
     }
-    char *ip = join(dir, "model.safetensors.index.json");
+    char *ip = hylo_test_join(dir, "model.safetensors.index.json");
     hylo_test_write_file(ip, index_json, strlen(index_json));
     free(ip);
     return dir;
@@ -697,7 +674,7 @@ START_TEST(checkpoint_errors)
 
     /* A broken shard's own message comes through, with the index that led to it. */
     dir = make_sharded_dir(a, NULL, "{\"weight_map\":{\"t.c\":\"s2.safetensors\"}}");
-    char *bad = join(dir, "s2.safetensors");
+    char *bad = hylo_test_join(dir, "s2.safetensors");
     hylo_test_write_file(bad, "\x04\0\0\0\0\0\0\0[1] ", 12);
     expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "s2.safetensors: header is a JSON array",
                               "index.json");

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
 int hylo_test_run(Suite *suite)
@@ -109,4 +110,27 @@ void hylo_test_write_file(const char *path, const void *bytes, size_t len)
     ck_assert_msg(f != NULL, "cannot create %s", path);
     ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
     ck_assert_int_eq(fclose(f), 0);
+}
+
+char *hylo_test_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    ck_assert_ptr_nonnull(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+size_t hylo_test_dir_entries(const char *dir, char *first, size_t first_size)
+{
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open directory %s", dir);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (n == 0 && first) snprintf(first, first_size, "%s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
 }

@@ -39,6 +39,10 @@ void hylo_test_fill_normal(hylo_test_rng *rng, float *x, size_t n, double std);
 
 /* A fresh empty directory under the current (scratch) directory; caller frees the string. */
 char *hylo_test_tmpdir(const char *stem);
+/* "dir/name", malloc'd. */
+char *hylo_test_join(const char *dir, const char *name);
+/* The number of entries of `dir` (without . and ..); the first one's name goes to `first`. */
+size_t hylo_test_dir_entries(const char *dir, char *first, size_t first_size);
 /* Path of the hylo binary built with the tests (for CLI tests). */
 const char *hylo_test_cli(void);
 /* Reads a whole file; returns malloc'd bytes (NUL-terminated) and sets *len. */

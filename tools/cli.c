@@ -47,6 +47,17 @@ void cli_usage(const char *command, const char *summary, const cli_option *opts,
     }
 }
 
+int cli_begin(const char *command, const char *summary, int argc, char **argv, cli_option *opts,
+              size_t n)
+{
+    if (!cli_parse(command, argc, argv, opts, n)) return CLI_USAGE;
+    if (cli_get(opts, n, "--help")) {
+        cli_usage(command, summary, opts, n);
+        return CLI_OK;
+    }
+    return CLI_CONTINUE;
+}
+
 const char *cli_get(const cli_option *opts, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)

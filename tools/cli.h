@@ -22,6 +22,11 @@ typedef struct {
  * offending argument and returns false on an unknown option or a missing value. */
 bool cli_parse(const char *command, int argc, char **argv, cli_option *opts, size_t n);
 void cli_usage(const char *command, const char *summary, const cli_option *opts, size_t n);
+/* cli_parse, then --help (which every command's table lists last): returns CLI_CONTINUE to go
+ * on, or the exit code the command should return. */
+enum { CLI_CONTINUE = -1 };
+int cli_begin(const char *command, const char *summary, int argc, char **argv, cli_option *opts,
+              size_t n);
 const char *cli_get(const cli_option *opts, size_t n, const char *name);
 /* Parses an integer option in [lo, hi] (absent: *out = fallback). */
 bool cli_int(const char *command, const cli_option *opts, size_t n, const char *name,

@@ -79,11 +79,9 @@ int cmd_init(int argc, char **argv)
         {"--help", NULL, "show this help", NULL},
     };
     const size_t n = sizeof opts / sizeof opts[0];
-    if (!cli_parse(COMMAND, argc, argv, opts, n)) return CLI_USAGE;
-    if (cli_get(opts, n, "--help")) {
-        cli_usage(COMMAND, "Writes config.json and random safetensors weights of a preset shape.", opts, n);
-        return CLI_OK;
-    }
+    int rc = cli_begin(COMMAND, "Writes config.json and random safetensors weights of a preset shape.",
+                       argc, argv, opts, n);
+    if (rc != CLI_CONTINUE) return rc;
     const char *preset = cli_get(opts, n, "--preset"), *out = cli_get(opts, n, "--out");
     if (!preset || !out) {
         fprintf(stderr, "hylo %s: --preset and --out are required\n", COMMAND);

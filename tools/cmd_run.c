@@ -154,11 +154,9 @@ int cmd_run(int argc, char **argv)
         {"--help", NULL, "show this help", NULL},
     };
     const size_t n = sizeof opts / sizeof opts[0];
-    if (!cli_parse(COMMAND, argc, argv, opts, n)) return CLI_USAGE;
-    if (cli_get(opts, n, "--help")) {
-        cli_usage(COMMAND, "Runs a teacher checkpoint with the reference implementation.", opts, n);
-        return CLI_OK;
-    }
+    int rc = cli_begin(COMMAND, "Runs a checkpoint with the reference implementation.", argc, argv,
+                       opts, n);
+    if (rc != CLI_CONTINUE) return rc;
     const char *dir = cli_get(opts, n, "--model"), *logits_path = cli_get(opts, n, "--logits");
     int64_t generate, top_k;
     run_result r = {0};
@@ -179,7 +177,7 @@ int cmd_run(int argc, char **argv)
     r.tokens = grown;
     hylo_error err = {0};
     hylo_model *model = NULL;
-    int rc = CLI_OK;
+    rc = CLI_OK;
     if (hylo_model_load(dir, &model, &err) != HYLO_OK ||
         run_model(model, generate, logits_path != NULL, &r, &err) != HYLO_OK ||
         (logits_path && save_logits(logits_path, &r, hylo_model_config(model)->vocab_size, &err) != HYLO_OK)) {
