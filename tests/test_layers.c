@@ -271,6 +271,63 @@ START_TEST(swiglu_scalar_closed_form)
 }
 END_TEST
 
+/* Interleaved pairs are the rotate-half pairs after a de-interleaving permutation. */
+START_TEST(rope_interleaved_equals_permuted_rotate_half)
+{
+    hylo_rope_config r = {0};
+    r.type = HYLO_ROPE_DEFAULT;
+    r.theta = 5e5;
+    double f[16], scale;
+    hylo_ref_rope_frequencies(&r, 32, f, &scale);
+    hylo_test_rng rng = {21};
+    float x[3 * 32], perm[3 * 32];
+    hylo_test_fill_normal(&rng, x, 3 * 32, 1.0);
+    for (int h = 0; h < 3; h++)
+        for (int i = 0; i < 16; i++) {
+            perm[h * 32 + i] = x[h * 32 + 2 * i];
+            perm[h * 32 + 16 + i] = x[h * 32 + 2 * i + 1];
+        }
+    hylo_ref_rope_interleaved(x, 3, 32, 77, f, 1.25);
+    hylo_ref_rope_rotate_half(perm, 3, 32, 77, f, 1.25);
+    for (int h = 0; h < 3; h++)
+        for (int i = 0; i < 16; i++) {
+            ck_assert_float_eq(x[h * 32 + 2 * i], perm[h * 32 + i]);
+            ck_assert_float_eq(x[h * 32 + 2 * i + 1], perm[h * 32 + 16 + i]);
+        }
+}
+END_TEST
+
+/* The convolution against its definition on a zero-padded sequence, and split calls (prefill
+ * of 5 then 1-token steps, including T < K - 1) against one call. */
+START_TEST(causal_conv_matches_definition_and_carries_state)
+{
+    enum { T = 9, C = 3, K = 4 };
+    hylo_test_rng rng = {17};
+    float x[T * C], w[C * K], b[C], y[T * C], y2[T * C], state[C * (K - 1)] = {0},
+        state2[C * (K - 1)] = {0};
+    hylo_test_fill_normal(&rng, x, T * C, 1.0);
+    hylo_test_fill_normal(&rng, w, C * K, 0.5);
+    hylo_test_fill_normal(&rng, b, C, 0.1);
+    hylo_ref_causal_conv1d_silu(x, w, b, state, y, T, C, K);
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++) {
+            double acc = b[c];
+            for (int j = 0; j < K; j++) {
+                int i = t - (K - 1) + j;
+                if (i >= 0) acc += (double)w[c * K + j] * x[i * C + c];
+            }
+            ck_assert_double_eq_tol(y[t * C + c], acc / (1 + exp(-acc)), 1e-6);
+        }
+    const int splits[] = {5, 1, 2, 1};
+    for (int s = 0, t0 = 0; s < 4; t0 += splits[s++])
+        hylo_ref_causal_conv1d_silu(x + t0 * C, w, b, state2, y2 + t0 * C, splits[s], C, K);
+    ck_assert_mem_eq(y, y2, sizeof y);
+    ck_assert_mem_eq(state, state2, sizeof state);
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < K - 1; j++) ck_assert_float_eq(state[c * (K - 1) + j], x[(T - (K - 1) + j) * C + c]);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("layers");
@@ -287,6 +344,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, gqa_equals_mha_with_repeated_heads);
     tcase_add_test(tc, attention_is_causal);
     tcase_add_test(tc, swiglu_scalar_closed_form);
+    tcase_add_test(tc, rope_interleaved_equals_permuted_rotate_half);
+    tcase_add_test(tc, causal_conv_matches_definition_and_carries_state);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -30,6 +30,11 @@ void hylo_ref_rope_frequencies(const hylo_rope_config *rope, int64_t dim, double
 void hylo_ref_rope_rotate_half(float *x, int64_t heads, int64_t dim, int64_t pos,
                                const double *inv_freq, double scale);
 
+/* The same rotation on adjacent pairs (2i, 2i + 1), as the MLA rope slice uses (spec sec. 3).
+ * x [heads, dim], inv_freq [dim/2]. */
+void hylo_ref_rope_interleaved(float *x, int64_t heads, int64_t dim, int64_t pos,
+                               const double *inv_freq, double scale);
+
 /* Causal grouped-query attention of T new queries against a cache of `len` positions, the
  * last T of which belong to the new tokens (query t sits at position len - T + t and sees
  * positions 0 .. len - T + t). Query head h reads KV head h / (H / Hkv).
@@ -44,5 +49,11 @@ hylo_status hylo_ref_swiglu_mlp(const float *x, const float *Wg, const float *bg
                                 const float *Wu, const float *bu, const float *Wd,
                                 const float *bd, float *y, int64_t T, int64_t D, int64_t F,
                                 hylo_error *err);
+
+/* Causal depthwise conv over time followed by SiLU, carrying the last K - 1 inputs:
+ * x [T, C], w [C, K], b [C] or NULL, state [C, K-1] (in/out, oldest first), y [T, C].
+ * Prefill and decode are the same call with T > 1 and T = 1. */
+void hylo_ref_causal_conv1d_silu(const float *x, const float *w, const float *b, float *state,
+                                 float *y, int64_t T, int64_t C, int64_t K);
 
 #endif

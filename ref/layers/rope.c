@@ -98,3 +98,21 @@ void hylo_ref_rope_rotate_half(float *x, int64_t heads, int64_t dim, int64_t pos
         }
     }
 }
+
+/* x [heads, dim], inv_freq [dim/2]. The MLA rope slice rotates adjacent pairs (spec sec. 3):
+ *   x_{2i}   <- x_{2i} c - x_{2i+1} s
+ *   x_{2i+1} <- x_{2i+1} c + x_{2i} s,      c = scale cos(pos f_i), s = scale sin(pos f_i)  */
+void hylo_ref_rope_interleaved(float *x, int64_t heads, int64_t dim, int64_t pos,
+                               const double *inv_freq, double scale)
+{
+    for (int64_t i = 0; i < dim / 2; i++) {
+        double angle = (double)pos * inv_freq[i];
+        double c = scale * cos(angle), s = scale * sin(angle);
+        for (int64_t h = 0; h < heads; h++) {
+            float *xh = x + h * dim;
+            double a = xh[2 * i], b = xh[2 * i + 1];
+            xh[2 * i] = (float)(a * c - b * s);
+            xh[2 * i + 1] = (float)(b * c + a * s);
+        }
+    }
+}
