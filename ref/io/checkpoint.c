@@ -3,16 +3,13 @@
  * The index and the shards must agree exactly: every listed tensor is in its shard, every shard
  * tensor is listed, and no name is in two shards; a checkpoint that disagrees with its own index
  * is rejected rather than guessed at. */
+#include "io/json.h"
 #include "io/safetensors_internal.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define SINGLE_NAME "model.safetensors"
 #define INDEX_NAME "model.safetensors.index.json"
@@ -62,46 +59,6 @@ static void index_free(index_info *ix)
 }
 
 /* ---- Reading the index ------------------------------------------------------------------ */
-
-/* Reads the whole (small) file; *text is NUL-terminated. ENOENT is reported through *missing
- * so that the caller can say which files it looked for. */
-static hylo_status read_text(const char *path, char **text, size_t *len, bool *missing,
-                             hylo_error *err)
-{
-    *missing = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *missing = errno == ENOENT;
-        return hylo_error_set(err, HYLO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    struct stat sb;
-    hylo_status st = HYLO_OK;
-    if (fstat(fd, &sb) != 0) st = hylo_error_set(err, HYLO_ERR_IO, "%s: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode)) st = hylo_error_set(err, HYLO_ERR_IO, "%s: not a regular file", path);
-    else if ((uint64_t)sb.st_size > MAX_INDEX_BYTES)
-        st = hylo_error_set(err, HYLO_ERR_FORMAT, "%s: %lld bytes is too large for an index", path,
-                            (long long)sb.st_size);
-    char *buf = NULL;
-    size_t got = 0;
-    if (st == HYLO_OK && !(buf = malloc((size_t)sb.st_size + 1)))
-        st = hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", path);
-    while (st == HYLO_OK && got < (size_t)sb.st_size) {
-        ssize_t k = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) st = hylo_error_set(err, HYLO_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        else if (k == 0) st = hylo_error_set(err, HYLO_ERR_IO, "%s: file shrank while read", path);
-        else got += (size_t)k;
-    }
-    close(fd);
-    if (st != HYLO_OK) {
-        free(buf);
-        return st;
-    }
-    buf[got] = '\0';
-    *text = buf;
-    *len = got;
-    return HYLO_OK;
-}
 
 /* Shard names come from the file and are joined to the directory: only plain file names in
  * the checkpoint directory itself are allowed (no "../" escapes, no absolute paths). */
@@ -286,14 +243,8 @@ static hylo_status open_indexed(const char *dir, const char *path, hylo_checkpoi
 {
     char *text = NULL;
     size_t len = 0;
-    bool missing;
-    hylo_status st = read_text(path, &text, &len, &missing, err);
-    if (st != HYLO_OK) {
-        if (missing)
-            return hylo_error_set(err, HYLO_ERR_IO, "%s: not a checkpoint: neither %s nor %s "
-                                  "exists", dir, SINGLE_NAME, INDEX_NAME);
-        return st;
-    }
+    hylo_status st = hylo_json_read_file(path, MAX_INDEX_BYTES, &text, &len, err);
+    if (st != HYLO_OK) return st;
     index_info ix = {.path = path};
     st = parse_index(&ix, text, len, err);
     if (st == HYLO_OK) st = open_shards(dir, &ix, ck, err);
@@ -302,7 +253,8 @@ static hylo_status open_indexed(const char *dir, const char *path, hylo_checkpoi
     return st;
 }
 
-/* model.safetensors wins when both exist, as in transformers. */
+/* model.safetensors wins when both exist, as in transformers; with neither, the message says
+ * which files were looked for. */
 static hylo_status open_any(const char *dir, const char *single, const char *index,
                             hylo_checkpoint *ck, hylo_error *err)
 {
@@ -310,6 +262,9 @@ static hylo_status open_any(const char *dir, const char *single, const char *ind
     hylo_status st;
     if (stat(single, &sb) == 0) st = open_single(single, ck, err);
     else if (errno != ENOENT) st = hylo_error_set(err, HYLO_ERR_IO, "%s: %s", single, strerror(errno));
+    else if (stat(index, &sb) != 0 && errno == ENOENT)
+        st = hylo_error_set(err, HYLO_ERR_IO, "%s: not a checkpoint: neither %s nor %s exists",
+                            dir, SINGLE_NAME, INDEX_NAME);
     else st = open_indexed(dir, index, ck, err);
     if (st == HYLO_OK) st = build_views(dir, ck, err);
     return st;

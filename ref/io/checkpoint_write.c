@@ -8,6 +8,7 @@
  * publishing, can leave some shards replaced and the old index (if any) in place. Each file carries the metadata
  * {"format": "pt"}, which transformers checks before loading a safetensors file. */
 #include "core/progress.h"
+#include "io/json.h"
 #include "io/safetensors_internal.h"
 
 #include <stdio.h>
@@ -109,36 +110,36 @@ static char *shard_name(size_t k, size_t n)
 }
 
 static hylo_status build_index(const write_job *job, const shard_plan *plan, char **names,
-                               hylo_st_buf *b, hylo_error *err)
+                               hylo_text *b, hylo_error *err)
 {
-    hylo_st_buf_printf(b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n"
+    hylo_text_printf(b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n"
                        "  \"weight_map\": {", (unsigned long long)plan->total);
     for (size_t k = 0; k < plan->nshards; k++) {
         for (size_t i = plan->first[k]; i < plan->first[k + 1]; i++) {
-            hylo_st_buf_printf(b, "%s\n    ", i ? "," : "");
-            hylo_st_buf_json_string(b, job->specs[i].name);
-            hylo_st_buf_put(b, ": ", 2);
-            hylo_st_buf_json_string(b, names[k]);
+            hylo_text_printf(b, "%s\n    ", i ? "," : "");
+            hylo_text_json_string(b, job->specs[i].name);
+            hylo_text_put(b, ": ", 2);
+            hylo_text_json_string(b, names[k]);
         }
     }
-    hylo_st_buf_put(b, "\n  }\n}\n", 7);
+    hylo_text_put(b, "\n  }\n}\n", 7);
     if (b->failed) return hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", job->dir);
     return HYLO_OK;
 }
 
 /* The index as a synced temporary file, to be published after the shards. */
 static hylo_status stage_index(const write_job *job, const shard_plan *plan, char **names,
-                               const char *path, hylo_st_atomic *f, hylo_error *err)
+                               const char *path, hylo_atomic_file *f, hylo_error *err)
 {
-    hylo_st_buf text = {0};
+    hylo_text text = {0};
     hylo_status st = build_index(job, plan, names, &text, err);
-    if (st == HYLO_OK) st = hylo_st_atomic_open(f, path, err);
+    if (st == HYLO_OK) st = hylo_atomic_open(f, path, err);
     if (st == HYLO_OK) {
-        st = hylo_st_atomic_write(f, text.data, text.len, err);
-        if (st == HYLO_OK) st = hylo_st_atomic_sync(f, err);
-        if (st != HYLO_OK) hylo_st_atomic_abort(f);
+        st = hylo_atomic_write(f, text.data, text.len, err);
+        if (st == HYLO_OK) st = hylo_atomic_sync(f, err);
+        if (st != HYLO_OK) hylo_atomic_abort(f);
     }
-    hylo_st_buf_free(&text);
+    hylo_text_free(&text);
     return st;
 }
 
@@ -176,7 +177,7 @@ static hylo_status write_sharded(write_job *job, const shard_plan *plan, hylo_er
         else st = write_shard(job, path, plan->first[k], plan->first[k + 1], &writers[k], err);
         free(path);
     }
-    hylo_st_atomic index_file;
+    hylo_atomic_file index_file;
     bool staged = false;
     if (st == HYLO_OK) {
         st = stage_index(job, plan, names, index_path, &index_file, err);
@@ -189,8 +190,8 @@ static hylo_status write_sharded(write_job *job, const shard_plan *plan, hylo_er
         else hylo_safetensors_writer_abort(writers[k]);
     }
     if (staged) {
-        if (st == HYLO_OK) st = hylo_st_atomic_publish(&index_file, err);
-        else hylo_st_atomic_abort(&index_file);
+        if (st == HYLO_OK) st = hylo_atomic_publish(&index_file, err);
+        else hylo_atomic_abort(&index_file);
     }
     for (size_t k = 0; k < n && names; k++) free(names[k]);
     free(names);

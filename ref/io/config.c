@@ -28,22 +28,19 @@
  * Writing produces HF-style JSON (2-space indent, sorted keys, floats spelled as floats) with
  * rope_theta at the top level and rope_scaling (null for default), which both HF 4.x and 5.x
  * read, through a temporary file that is fsynced and renamed over the target.
+ *
+ * The JSON plumbing (typed reads, parsing, the text builder, atomic files) is json.c's. The rope
+ * object itself is read and written here (hylo_json_read_rope, hylo_json_put_rope, declared in
+ * json.h) since its canonical form is config logic; hybrid_config.json uses the same two.
  */
-#include "hylo.h"
+#include "io/json.h"
 
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#define MAX_EXACT_INT 9007199254740992.0        /* 2^53: larger JSON numbers are not exact */
 #define MAX_SIZE INT32_MAX                      /* bound of every size and position field   */
 #define MAX_CONFIG_BYTES ((size_t)16 << 20)     /* config.json files are a few KB          */
 #define DEFAULT_THETA 10000.0
@@ -120,115 +117,13 @@ static hylo_rope_config rope_defaults(void)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Typed reads of JSON members                                                                  */
-/* ------------------------------------------------------------------------------------------ */
-
-/* One JSON object being read; `where` prefixes field names in messages ("rope_scaling."). */
-typedef struct {
-    const cJSON *obj;
-    const char *where;
-    const char *label;
-    hylo_error *err;
-} reader;
-
-/* What a JSON item is, for messages: `the string "2048"`, `the number 2048.5`, `an array`. */
-static void describe(const cJSON *item, char *buf, size_t size)
-{
-    if (cJSON_IsString(item)) snprintf(buf, size, "the string \"%.64s\"", item->valuestring);
-    else if (cJSON_IsNumber(item)) snprintf(buf, size, "the number %.17g", item->valuedouble);
-    else if (cJSON_IsBool(item)) snprintf(buf, size, "%s", cJSON_IsTrue(item) ? "true" : "false");
-    else if (cJSON_IsArray(item)) snprintf(buf, size, "an array");
-    else if (cJSON_IsObject(item)) snprintf(buf, size, "an object");
-    else snprintf(buf, size, "null");
-}
-
-static hylo_status type_error(const reader *r, const char *key, const char *expected,
-                              const cJSON *item)
-{
-    char got[128];
-    describe(item, got, sizeof got);
-    return hylo_error_set(r->err, HYLO_ERR_CONFIG, "%s: field '%s%s': expected %s, got %s",
-                          r->label, r->where, key, expected, got);
-}
-
-/* The member `key` (NULL when absent; JSON null is returned as is). A key given twice is an
- * error. */
-static hylo_status lookup(const reader *r, const char *key, const cJSON **out)
-{
-    *out = NULL;
-    for (const cJSON *c = r->obj->child; c; c = c->next) {
-        if (!c->string || strcmp(c->string, key) != 0) continue;
-        if (*out)
-            return hylo_error_set(r->err, HYLO_ERR_CONFIG, "%s: field '%s%s' appears twice",
-                                  r->label, r->where, key);
-        *out = c;
-    }
-    return HYLO_OK;
-}
-
-/* Like lookup, but JSON null reads as absent. */
-static hylo_status member(const reader *r, const char *key, const cJSON **out)
-{
-    hylo_status st = lookup(r, key, out);
-    if (st == HYLO_OK && cJSON_IsNull(*out)) *out = NULL;
-    return st;
-}
-
-/* Each read_* leaves *out untouched when the member is absent or null; *found (if not NULL)
- * tells whether it was there. */
-static hylo_status read_int(const reader *r, const char *key, int64_t *out, bool *found)
-{
-    const cJSON *item;
-    hylo_status st = member(r, key, &item);
-    if (found) *found = item != NULL;
-    if (st != HYLO_OK || !item) return st;
-    double v = item->valuedouble;
-    if (!cJSON_IsNumber(item) || !(fabs(v) <= MAX_EXACT_INT) || v != floor(v))
-        return type_error(r, key, "an integer (at most 2^53 in magnitude)", item);
-    *out = (int64_t)v;
-    return HYLO_OK;
-}
-
-static hylo_status read_double(const reader *r, const char *key, double *out, bool *found)
-{
-    const cJSON *item;
-    hylo_status st = member(r, key, &item);
-    if (found) *found = item != NULL;
-    if (st != HYLO_OK || !item) return st;
-    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
-        return type_error(r, key, "a finite number", item);
-    *out = item->valuedouble;
-    return HYLO_OK;
-}
-
-static hylo_status read_bool(const reader *r, const char *key, bool *out)
-{
-    const cJSON *item;
-    hylo_status st = member(r, key, &item);
-    if (st != HYLO_OK || !item) return st;
-    if (!cJSON_IsBool(item)) return type_error(r, key, "true or false", item);
-    *out = cJSON_IsTrue(item);
-    return HYLO_OK;
-}
-
-static hylo_status read_string(const reader *r, const char *key, const char **out)
-{
-    const cJSON *item;
-    hylo_status st = member(r, key, &item);
-    if (st != HYLO_OK || !item) return st;
-    if (!cJSON_IsString(item) || !item->valuestring) return type_error(r, key, "a string", item);
-    *out = item->valuestring;
-    return HYLO_OK;
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Top-level fields                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-static hylo_status read_arch(const reader *r, hylo_arch *out)
+static hylo_status read_arch(const hylo_json_reader *r, hylo_arch *out)
 {
     const char *name = NULL;
-    hylo_status st = read_string(r, "model_type", &name);
+    hylo_status st = hylo_json_read_string(r, "model_type", &name, NULL);
     if (st != HYLO_OK) return st;
     if (!name)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
@@ -246,7 +141,7 @@ static hylo_status read_arch(const reader *r, hylo_arch *out)
 }
 
 /* vocab, hidden, FFN, layers, heads, max positions and eps, over the defaults of the arch. */
-static hylo_status read_sizes(const reader *r, hylo_config *c)
+static hylo_status read_sizes(const hylo_json_reader *r, hylo_config *c)
 {
     const arch_info *a = &ARCHS[c->arch];
     c->vocab_size = a->vocab_size;
@@ -256,26 +151,26 @@ static hylo_status read_sizes(const reader *r, hylo_config *c)
     c->num_heads = 32;
     c->max_position_embeddings = a->max_position_embeddings;
     c->rms_norm_eps = 1e-6;
-    hylo_status st = read_int(r, "vocab_size", &c->vocab_size, NULL);
-    if (st == HYLO_OK) st = read_int(r, "hidden_size", &c->hidden_size, NULL);
-    if (st == HYLO_OK) st = read_int(r, "intermediate_size", &c->intermediate_size, NULL);
-    if (st == HYLO_OK) st = read_int(r, "num_hidden_layers", &c->num_layers, NULL);
-    if (st == HYLO_OK) st = read_int(r, "num_attention_heads", &c->num_heads, NULL);
+    hylo_status st = hylo_json_read_int(r, "vocab_size", &c->vocab_size, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_int(r, "hidden_size", &c->hidden_size, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_int(r, "intermediate_size", &c->intermediate_size, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_int(r, "num_hidden_layers", &c->num_layers, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_int(r, "num_attention_heads", &c->num_heads, NULL);
     if (st == HYLO_OK)
-        st = read_int(r, "max_position_embeddings", &c->max_position_embeddings, NULL);
-    if (st == HYLO_OK) st = read_double(r, "rms_norm_eps", &c->rms_norm_eps, NULL);
+        st = hylo_json_read_int(r, "max_position_embeddings", &c->max_position_embeddings, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_double(r, "rms_norm_eps", &c->rms_norm_eps, NULL);
     return st;
 }
 
 /* num_key_value_heads: absent -> the arch's default, null -> num_attention_heads. */
-static hylo_status read_kv_heads(const reader *r, hylo_config *c)
+static hylo_status read_kv_heads(const hylo_json_reader *r, hylo_config *c)
 {
     const cJSON *raw;
-    hylo_status st = lookup(r, "num_key_value_heads", &raw);
+    hylo_status st = hylo_json_lookup(r, "num_key_value_heads", &raw);
     if (st != HYLO_OK) return st;
     int64_t if_absent = ARCHS[c->arch].kv_heads_if_absent;
     c->num_kv_heads = !raw && if_absent ? if_absent : c->num_heads;
-    st = read_int(r, "num_key_value_heads", &c->num_kv_heads, NULL);
+    st = hylo_json_read_int(r, "num_key_value_heads", &c->num_kv_heads, NULL);
     if (st != HYLO_OK || raw || !if_absent || c->num_heads < 1) return st;
     if (c->num_heads % c->num_kv_heads != 0)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
@@ -287,12 +182,12 @@ static hylo_status read_kv_heads(const reader *r, hylo_config *c)
 }
 
 /* head_dim: explicit, or the arch's default when absent (Qwen3: 128), or hidden / heads. */
-static hylo_status read_head_dim(const reader *r, hylo_config *c)
+static hylo_status read_head_dim(const hylo_json_reader *r, hylo_config *c)
 {
     const cJSON *raw;
     bool found;
-    hylo_status st = lookup(r, "head_dim", &raw);
-    if (st == HYLO_OK) st = read_int(r, "head_dim", &c->head_dim, &found);
+    hylo_status st = hylo_json_lookup(r, "head_dim", &raw);
+    if (st == HYLO_OK) st = hylo_json_read_int(r, "head_dim", &c->head_dim, &found);
     if (st != HYLO_OK || found) return st;
     int64_t if_absent = ARCHS[c->arch].head_dim_if_absent;
     if (!raw && if_absent) {
@@ -311,10 +206,10 @@ static hylo_status read_head_dim(const reader *r, hylo_config *c)
 }
 
 /* Biases and q/k norms, fixed or chosen per arch (see the top of this file). */
-static hylo_status read_block_flags(const reader *r, hylo_config *c)
+static hylo_status read_block_flags(const hylo_json_reader *r, hylo_config *c)
 {
     c->tie_word_embeddings = false;
-    hylo_status st = read_bool(r, "tie_word_embeddings", &c->tie_word_embeddings);
+    hylo_status st = hylo_json_read_bool(r, "tie_word_embeddings", &c->tie_word_embeddings, NULL);
     if (st != HYLO_OK) return st;
     c->qk_norm = c->arch == HYLO_ARCH_QWEN3;
     if (c->arch == HYLO_ARCH_QWEN2) {
@@ -322,38 +217,40 @@ static hylo_status read_block_flags(const reader *r, hylo_config *c)
         return HYLO_OK;
     }
     bool attention_bias = false;
-    st = read_bool(r, "attention_bias", &attention_bias);
+    st = hylo_json_read_bool(r, "attention_bias", &attention_bias, NULL);
     c->qkv_bias = c->o_bias = attention_bias;
-    if (st == HYLO_OK && c->arch == HYLO_ARCH_LLAMA) st = read_bool(r, "mlp_bias", &c->mlp_bias);
+    if (st == HYLO_OK && c->arch == HYLO_ARCH_LLAMA)
+        st = hylo_json_read_bool(r, "mlp_bias", &c->mlp_bias, NULL);
     return st;
 }
 
 /* hidden_act must be silu; sliding windows are refused. */
-static hylo_status read_attention_kind(const reader *r, int64_t num_layers)
+static hylo_status read_attention_kind(const hylo_json_reader *r, int64_t num_layers)
 {
     const char *act = NULL;
-    hylo_status st = read_string(r, "hidden_act", &act);
+    hylo_status st = hylo_json_read_string(r, "hidden_act", &act, NULL);
     if (st != HYLO_OK) return st;
     if (act && strcmp(act, "silu") != 0)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
                               "%s: field 'hidden_act': \"%.64s\" is not supported; only "
                               "\"silu\" is", r->label, act);
     bool sliding = false;
-    st = read_bool(r, "use_sliding_window", &sliding);
+    st = hylo_json_read_bool(r, "use_sliding_window", &sliding, NULL);
     if (st != HYLO_OK) return st;
     if (sliding)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
                               "%s: field 'use_sliding_window': sliding-window attention is not "
                               "supported", r->label);
     const cJSON *types;
-    st = member(r, "layer_types", &types);
+    st = hylo_json_member(r, "layer_types", &types);
     if (st != HYLO_OK || !types) return st;
-    if (!cJSON_IsArray(types)) return type_error(r, "layer_types", "an array of strings", types);
+    if (!cJSON_IsArray(types))
+        return hylo_json_type_error(r, "layer_types", "an array of strings", types);
     int64_t i = 0;
     for (const cJSON *t = types->child; t; t = t->next, i++) {
         if (!cJSON_IsString(t) || strcmp(t->valuestring, "full_attention") != 0) {
             char got[128];
-            describe(t, got, sizeof got);
+            hylo_json_describe(t, got, sizeof got);
             return hylo_error_set(r->err, HYLO_ERR_CONFIG,
                                   "%s: field 'layer_types[%" PRId64 "]': got %s; only "
                                   "\"full_attention\" layers are supported", r->label, i, got);
@@ -366,7 +263,7 @@ static hylo_status read_attention_kind(const reader *r, int64_t num_layers)
     return HYLO_OK;
 }
 
-static hylo_status parse_dtype_name(const reader *r, const char *key, const char *name,
+static hylo_status parse_dtype_name(const hylo_json_reader *r, const char *key, const char *name,
                                     hylo_dtype *out)
 {
     for (size_t i = 0; i < N_DTYPES; i++) {
@@ -381,11 +278,11 @@ static hylo_status parse_dtype_name(const reader *r, const char *key, const char
 }
 
 /* torch_dtype (4.x) or dtype (5.x); both given must agree; float32 when neither is. */
-static hylo_status read_dtype(const reader *r, hylo_dtype *out)
+static hylo_status read_dtype(const hylo_json_reader *r, hylo_dtype *out)
 {
     const char *old_name = NULL, *new_name = NULL;
-    hylo_status st = read_string(r, "torch_dtype", &old_name);
-    if (st == HYLO_OK) st = read_string(r, "dtype", &new_name);
+    hylo_status st = hylo_json_read_string(r, "torch_dtype", &old_name, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_string(r, "dtype", &new_name, NULL);
     if (st != HYLO_OK) return st;
     if (old_name && new_name && strcmp(old_name, new_name) != 0)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
@@ -404,16 +301,16 @@ static hylo_status read_dtype(const reader *r, hylo_dtype *out)
 /* What one of rope_scaling / rope_parameters says. */
 typedef struct {
     bool present;
-    hylo_rope_config rope;   /* theta not set here */
+    hylo_rope_config rope;   /* theta left at 0 */
     bool has_theta;
     double theta;
 } rope_source;
 
-static hylo_status read_rope_type(const reader *r, hylo_rope_type *out)
+static hylo_status read_rope_type(const hylo_json_reader *r, hylo_rope_type *out)
 {
     const char *by_rope_type = NULL, *by_type = NULL;
-    hylo_status st = read_string(r, "rope_type", &by_rope_type);
-    if (st == HYLO_OK) st = read_string(r, "type", &by_type);
+    hylo_status st = hylo_json_read_string(r, "rope_type", &by_rope_type, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_string(r, "type", &by_type, NULL);
     if (st != HYLO_OK) return st;
     if (by_rope_type && by_type && strcmp(by_rope_type, by_type) != 0)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
@@ -432,23 +329,24 @@ static hylo_status read_rope_type(const reader *r, hylo_rope_type *out)
                           by_rope_type ? "rope_type" : "type", name);
 }
 
-static hylo_status missing_rope_field(const reader *r, const char *key, hylo_rope_type type)
+static hylo_status missing_rope_field(const hylo_json_reader *r, const char *key,
+                                      hylo_rope_type type)
 {
     return hylo_error_set(r->err, HYLO_ERR_CONFIG,
                           "%s: field '%s%s' is required for rope type \"%s\"", r->label, r->where,
                           key, ROPE_NAMES[type]);
 }
 
-static hylo_status read_required_double(const reader *r, const char *key, hylo_rope_type type,
-                                        double *out)
+static hylo_status read_required_double(const hylo_json_reader *r, const char *key,
+                                        hylo_rope_type type, double *out)
 {
     bool found;
-    hylo_status st = read_double(r, key, out, &found);
+    hylo_status st = hylo_json_read_double(r, key, out, &found);
     if (st == HYLO_OK && !found) st = missing_rope_field(r, key, type);
     return st;
 }
 
-static hylo_status read_llama3(const reader *r, hylo_rope_config *rope)
+static hylo_status read_llama3(const hylo_json_reader *r, hylo_rope_config *rope)
 {
     const hylo_rope_type t = HYLO_ROPE_LLAMA3;
     bool found;
@@ -457,61 +355,73 @@ static hylo_status read_llama3(const reader *r, hylo_rope_config *rope)
     if (st == HYLO_OK)
         st = read_required_double(r, "high_freq_factor", t, &rope->high_freq_factor);
     if (st == HYLO_OK)
-        st = read_int(r, "original_max_position_embeddings", &rope->original_max_position, &found);
+        st = hylo_json_read_int(r, "original_max_position_embeddings",
+                                &rope->original_max_position, &found);
     if (st == HYLO_OK && !found) st = missing_rope_field(r, "original_max_position_embeddings", t);
     return st;
 }
 
 /* An optional positive number where HF treats absence (not zero) as "derive". */
-static hylo_status read_positive(const reader *r, const char *key, double *out)
+static hylo_status read_positive(const hylo_json_reader *r, const char *key, double *out)
 {
     bool found;
-    hylo_status st = read_double(r, key, out, &found);
+    hylo_status st = hylo_json_read_double(r, key, out, &found);
     if (st == HYLO_OK && found && !(*out > 0.0))
         return hylo_error_set(r->err, HYLO_ERR_CONFIG, "%s: field '%s%s': %g must be positive",
                               r->label, r->where, key, *out);
     return st;
 }
 
-static hylo_status read_yarn(const reader *r, int64_t max_position, hylo_rope_config *rope)
+static hylo_status read_yarn(const hylo_json_reader *r, int64_t max_position,
+                             hylo_rope_config *rope)
 {
     hylo_status st = read_required_double(r, "factor", HYLO_ROPE_YARN, &rope->factor);
     rope->original_max_position = max_position;
     if (st == HYLO_OK)
-        st = read_int(r, "original_max_position_embeddings", &rope->original_max_position, NULL);
-    if (st == HYLO_OK) st = read_double(r, "beta_fast", &rope->beta_fast, NULL);
-    if (st == HYLO_OK) st = read_double(r, "beta_slow", &rope->beta_slow, NULL);
+        st = hylo_json_read_int(r, "original_max_position_embeddings",
+                                &rope->original_max_position, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_double(r, "beta_fast", &rope->beta_fast, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_double(r, "beta_slow", &rope->beta_slow, NULL);
     if (st == HYLO_OK) st = read_positive(r, "attention_factor", &rope->attention_factor);
-    if (st == HYLO_OK) st = read_double(r, "mscale", &rope->mscale, NULL);
-    if (st == HYLO_OK) st = read_double(r, "mscale_all_dim", &rope->mscale_all_dim, NULL);
-    if (st == HYLO_OK) st = read_bool(r, "truncate", &rope->truncate);
+    if (st == HYLO_OK) st = hylo_json_read_double(r, "mscale", &rope->mscale, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_double(r, "mscale_all_dim", &rope->mscale_all_dim, NULL);
+    if (st == HYLO_OK) st = hylo_json_read_bool(r, "truncate", &rope->truncate, NULL);
     return st;
 }
 
+/* The type first (it decides which fields are required), then that type's fields over the
+ * canonical defaults; out->theta is kept. */
+hylo_status hylo_json_read_rope(const hylo_json_reader *r, int64_t max_position,
+                                hylo_rope_config *out)
+{
+    double theta = out->theta;
+    *out = rope_defaults();
+    out->theta = theta;
+    hylo_status st = read_rope_type(r, &out->type);
+    if (st != HYLO_OK) return st;
+    switch (out->type) {
+    case HYLO_ROPE_LINEAR: return read_required_double(r, "factor", HYLO_ROPE_LINEAR, &out->factor);
+    case HYLO_ROPE_LLAMA3: return read_llama3(r, out);
+    case HYLO_ROPE_YARN: return read_yarn(r, max_position, out);
+    case HYLO_ROPE_DEFAULT: break;
+    }
+    return HYLO_OK;
+}
+
 /* Reads the object `key` ("rope_scaling" or "rope_parameters") of the top-level reader. */
-static hylo_status read_rope_source(const reader *top, const char *key, const char *where,
+static hylo_status read_rope_source(const hylo_json_reader *top, const char *key, const char *where,
                                     int64_t max_position, rope_source *src)
 {
     memset(src, 0, sizeof *src);
     const cJSON *item;
-    hylo_status st = member(top, key, &item);
+    hylo_status st = hylo_json_member(top, key, &item);
     if (st != HYLO_OK || !item) return st;
-    if (!cJSON_IsObject(item)) return type_error(top, key, "an object or null", item);
-    const reader r = {item, where, top->label, top->err};
+    if (!cJSON_IsObject(item)) return hylo_json_type_error(top, key, "an object or null", item);
+    const hylo_json_reader r = {item, where, top->label, top->err};
     src->present = true;
-    src->rope = rope_defaults();
-    src->rope.theta = 0.0;
-    st = read_rope_type(&r, &src->rope.type);
-    if (st == HYLO_OK) st = read_double(&r, "rope_theta", &src->theta, &src->has_theta);
-    if (st != HYLO_OK) return st;
-    switch (src->rope.type) {
-    case HYLO_ROPE_LINEAR:
-        return read_required_double(&r, "factor", HYLO_ROPE_LINEAR, &src->rope.factor);
-    case HYLO_ROPE_LLAMA3: return read_llama3(&r, &src->rope);
-    case HYLO_ROPE_YARN: return read_yarn(&r, max_position, &src->rope);
-    case HYLO_ROPE_DEFAULT: break;
-    }
-    return HYLO_OK;
+    st = hylo_json_read_rope(&r, max_position, &src->rope);
+    if (st == HYLO_OK) st = hylo_json_read_double(&r, "rope_theta", &src->theta, &src->has_theta);
+    return st;
 }
 
 /* The first rope field in which a and b differ (theta aside), or NULL. */
@@ -533,12 +443,12 @@ static const char *rope_difference(const hylo_rope_config *a, const hylo_rope_co
 }
 
 /* rope_theta from the top level, rope_scaling or rope_parameters: all given must agree. */
-static hylo_status merge_theta(const reader *r, const rope_source *scaling,
+static hylo_status merge_theta(const hylo_json_reader *r, const rope_source *scaling,
                                const rope_source *params, double *theta)
 {
     bool has_top;
     double top = 0.0;
-    hylo_status st = read_double(r, "rope_theta", &top, &has_top);
+    hylo_status st = hylo_json_read_double(r, "rope_theta", &top, &has_top);
     if (st != HYLO_OK) return st;
     const struct {
         const char *name;
@@ -563,7 +473,7 @@ static hylo_status merge_theta(const reader *r, const rope_source *scaling,
     return HYLO_OK;
 }
 
-static hylo_status read_rope(const reader *r, hylo_config *c)
+static hylo_status read_rope(const hylo_json_reader *r, hylo_config *c)
 {
     rope_source scaling, params;
     int64_t max_pos = c->max_position_embeddings;
@@ -586,45 +496,7 @@ static hylo_status read_rope(const reader *r, hylo_config *c)
 /* Parsing                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static size_t line_of(const char *json, size_t offset)
-{
-    size_t line = 1;
-    for (size_t i = 0; i < offset; i++) line += json[i] == '\n';
-    return line;
-}
-
-/* Parses exactly one JSON value filling json[0, len), and requires an object. */
-static hylo_status parse_json(const char *json, size_t len, const char *label, cJSON **out,
-                              hylo_error *err)
-{
-    *out = NULL;
-    if (len == 0) return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: empty, not JSON", label);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
-    size_t at = end && end >= json && end <= json + len ? (size_t)(end - json) : len;
-    if (!root)
-        return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: invalid JSON at byte %zu (line %zu)",
-                              label, at, line_of(json, at));
-    while (at < len && json[at] != '\0' && strchr(" \t\r\n", json[at])) at++;
-    if (at < len) {
-        cJSON_Delete(root);
-        return hylo_error_set(err, HYLO_ERR_FORMAT,
-                              "%s: unexpected data after the JSON value at byte %zu (line %zu)",
-                              label, at, line_of(json, at));
-    }
-    if (!cJSON_IsObject(root)) {
-        char got[128];
-        describe(root, got, sizeof got);
-        cJSON_Delete(root);
-        return hylo_error_set(err, HYLO_ERR_CONFIG,
-                              "%s: expected a JSON object with fields such as 'model_type', got %s",
-                              label, got);
-    }
-    *out = root;
-    return HYLO_OK;
-}
-
-static hylo_status read_config(const reader *r, hylo_config *c)
+static hylo_status read_config(const hylo_json_reader *r, hylo_config *c)
 {
     hylo_status st = read_arch(r, &c->arch);
     if (st == HYLO_OK) st = read_sizes(r, c);
@@ -644,55 +516,17 @@ hylo_status hylo_config_parse(const char *json, size_t len, const char *label, h
     if ((!json && len) || !out)
         return hylo_error_set(err, HYLO_ERR_USAGE, "%s: hylo_config_parse: NULL argument", label);
     cJSON *root;
-    hylo_status st = parse_json(json, len, label, &root, err);
+    hylo_status st =
+        hylo_json_parse_object(json, len, label, "fields such as 'model_type'", &root, err);
     if (st != HYLO_OK) return st;
     hylo_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    const reader r = {root, "", label, err};
+    const hylo_json_reader r = {root, "", label, err};
     st = read_config(&r, &cfg);
     cJSON_Delete(root);
     if (st == HYLO_OK) st = hylo_config_validate(&cfg, label, err);
     if (st == HYLO_OK) *out = cfg;
     return st;
-}
-
-/* Reads a whole (small) file into a malloc'd buffer. */
-static hylo_status read_small_file(const char *path, char **out, size_t *len, hylo_error *err)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return hylo_error_set(err, HYLO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    hylo_status st = buf ? HYLO_OK : hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", path);
-    while (st == HYLO_OK) {
-        if (n == cap) {
-            char *grown = cap >= MAX_CONFIG_BYTES ? NULL : realloc(buf, cap * 2);
-            if (!grown) {
-                st = cap >= MAX_CONFIG_BYTES
-                         ? hylo_error_set(err, HYLO_ERR_CONFIG,
-                                          "%s: %zu bytes or more; not a config.json", path,
-                                          MAX_CONFIG_BYTES)
-                         : hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0 && ferror(f))
-            st = hylo_error_set(err, HYLO_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        if (got == 0) break;
-    }
-    fclose(f);
-    if (st != HYLO_OK) {
-        free(buf);
-        return st;
-    }
-    *out = buf;
-    *len = n;
-    return HYLO_OK;
 }
 
 hylo_status hylo_config_load(const char *path, hylo_config *out, hylo_error *err)
@@ -701,7 +535,7 @@ hylo_status hylo_config_load(const char *path, hylo_config *out, hylo_error *err
         return hylo_error_set(err, HYLO_ERR_USAGE, "hylo_config_load: NULL argument");
     char *text;
     size_t len = 0;
-    hylo_status st = read_small_file(path, &text, &len, err);
+    hylo_status st = hylo_json_read_file(path, MAX_CONFIG_BYTES, &text, &len, err);
     if (st != HYLO_OK) return st;
     st = hylo_config_parse(text, len, path, out, err);
     free(text);
@@ -860,205 +694,71 @@ hylo_status hylo_config_validate(const hylo_config *cfg, const char *label, hylo
 /* Writing                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-/* A growing text buffer; `failed` records an allocation failure. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} text_buf;
-
-static void text_printf(text_buf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(text_buf *t, const char *fmt, ...)
+/* Only the fields of the type; yarn omits what reads back the same when absent. */
+void hylo_json_put_rope(hylo_text *t, int indent, const hylo_rope_config *rope,
+                        int64_t max_position)
 {
-    if (t->failed) return;
-    va_list ap, again;
-    va_start(ap, fmt);
-    va_copy(again, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    size_t need = t->len + (size_t)(n < 0 ? 0 : n) + 1;
-    if (n >= 0 && need > t->cap) {
-        size_t cap = t->cap ? t->cap : 1024;
-        while (cap < need) cap *= 2;
-        char *grown = realloc(t->data, cap);
-        if (grown) {
-            t->data = grown;
-            t->cap = cap;
-        }
+    const hylo_rope_config *r = rope;
+    if (r->type == HYLO_ROPE_DEFAULT) {
+        hylo_text_put(t, "null", 4);
+        return;
     }
-    if (n < 0 || need > t->cap) t->failed = true;
-    else t->len += (size_t)vsnprintf(t->data + t->len, t->cap - t->len, fmt, again);
-    va_end(again);
-}
-
-/* The shortest text that reads back as v, spelled as a float the way Python does ("32.0",
- * "500000.0", "1e-05"): plain digits below 1e16, an exponent only where %g chooses one. */
-static void format_double(double v, char *out, size_t size)
-{
-    int p = 1;
-    for (; p < 17; p++) {
-        snprintf(out, size, "%.*g", p, v);
-        if (strtod(out, NULL) == v) break;
-    }
-    int exponent = v == 0.0 ? 0 : (int)floor(log10(fabs(v)));
-    if (exponent >= p && exponent < 16) p = exponent + 1;
-    snprintf(out, size, "%.*g", p, v);
-    if (strtod(out, NULL) != v) snprintf(out, size, "%.17g", v);
-    if (!strpbrk(out, ".eEn")) strncat(out, ".0", size - strlen(out) - 1);
-}
-
-/* Writes `"key": ` as the next member of an object indented by `indent` spaces. */
-static void put_key(text_buf *t, bool *first, int indent, const char *key)
-{
-    text_printf(t, "%s%*s\"%s\": ", *first ? "" : ",\n", indent, "", key);
-    *first = false;
-}
-
-static void put_int(text_buf *t, bool *first, int indent, const char *key, int64_t v)
-{
-    put_key(t, first, indent, key);
-    text_printf(t, "%" PRId64, v);
-}
-
-static void put_double(text_buf *t, bool *first, int indent, const char *key, double v)
-{
-    char num[48];
-    format_double(v, num, sizeof num);
-    put_key(t, first, indent, key);
-    text_printf(t, "%s", num);
-}
-
-static void put_bool(text_buf *t, bool *first, int indent, const char *key, bool v)
-{
-    put_key(t, first, indent, key);
-    text_printf(t, "%s", v ? "true" : "false");
-}
-
-static void put_string(text_buf *t, bool *first, int indent, const char *key, const char *v)
-{
-    put_key(t, first, indent, key); /* every value written is a fixed ASCII name */
-    text_printf(t, "\"%s\"", v);
-}
-
-/* The rope_scaling object (keys sorted); yarn omits what reads back the same when absent. */
-static void put_rope_scaling(text_buf *t, const hylo_config *c)
-{
-    const hylo_rope_config *r = &c->rope;
+    const int in = indent + 2;
     bool first = true;
-    text_printf(t, "{\n");
+    hylo_text_put(t, "{\n", 2);
     if (r->type == HYLO_ROPE_YARN && r->attention_factor > 0.0)
-        put_double(t, &first, 4, "attention_factor", r->attention_factor);
+        hylo_json_put_double(t, &first, in, "attention_factor", r->attention_factor);
     if (r->type == HYLO_ROPE_YARN) {
-        put_double(t, &first, 4, "beta_fast", r->beta_fast);
-        put_double(t, &first, 4, "beta_slow", r->beta_slow);
+        hylo_json_put_double(t, &first, in, "beta_fast", r->beta_fast);
+        hylo_json_put_double(t, &first, in, "beta_slow", r->beta_slow);
     }
-    put_double(t, &first, 4, "factor", r->factor);
+    hylo_json_put_double(t, &first, in, "factor", r->factor);
     if (r->type == HYLO_ROPE_LLAMA3) {
-        put_double(t, &first, 4, "high_freq_factor", r->high_freq_factor);
-        put_double(t, &first, 4, "low_freq_factor", r->low_freq_factor);
+        hylo_json_put_double(t, &first, in, "high_freq_factor", r->high_freq_factor);
+        hylo_json_put_double(t, &first, in, "low_freq_factor", r->low_freq_factor);
     }
-    if (r->type == HYLO_ROPE_YARN && r->mscale > 0.0) put_double(t, &first, 4, "mscale", r->mscale);
+    if (r->type == HYLO_ROPE_YARN && r->mscale > 0.0)
+        hylo_json_put_double(t, &first, in, "mscale", r->mscale);
     if (r->type == HYLO_ROPE_YARN && r->mscale_all_dim > 0.0)
-        put_double(t, &first, 4, "mscale_all_dim", r->mscale_all_dim);
+        hylo_json_put_double(t, &first, in, "mscale_all_dim", r->mscale_all_dim);
     /* yarn: HF 4.x reads an explicit original_max_position_embeddings as a request to replace
      * factor by max_position_embeddings / original, so it is written only when it differs. */
     if (r->type == HYLO_ROPE_LLAMA3 ||
-        (r->type == HYLO_ROPE_YARN && r->original_max_position != c->max_position_embeddings))
-        put_int(t, &first, 4, "original_max_position_embeddings", r->original_max_position);
-    put_string(t, &first, 4, "rope_type", ROPE_NAMES[r->type]);
-    if (r->type == HYLO_ROPE_YARN && !r->truncate) put_bool(t, &first, 4, "truncate", false);
-    text_printf(t, "\n  }");
+        (r->type == HYLO_ROPE_YARN && r->original_max_position != max_position))
+        hylo_json_put_int(t, &first, in, "original_max_position_embeddings",
+                          r->original_max_position);
+    hylo_json_put_string(t, &first, in, "rope_type", hylo_rope_type_name(r->type));
+    if (r->type == HYLO_ROPE_YARN && !r->truncate)
+        hylo_json_put_bool(t, &first, in, "truncate", false);
+    hylo_text_printf(t, "\n%*s}", indent, "");
 }
 
-static void format_config(const hylo_config *c, text_buf *t)
+static void format_config(const hylo_config *c, hylo_text *t)
 {
     const arch_info *a = &ARCHS[c->arch];
     bool first = true;
-    text_printf(t, "{\n");
-    put_key(t, &first, 2, "architectures");
-    text_printf(t, "[\n    \"%s\"\n  ]", a->architecture);
-    if (c->arch != HYLO_ARCH_QWEN2) put_bool(t, &first, 2, "attention_bias", c->o_bias);
-    put_int(t, &first, 2, "head_dim", c->head_dim);
-    put_string(t, &first, 2, "hidden_act", "silu");
-    put_int(t, &first, 2, "hidden_size", c->hidden_size);
-    put_int(t, &first, 2, "intermediate_size", c->intermediate_size);
-    put_int(t, &first, 2, "max_position_embeddings", c->max_position_embeddings);
-    if (c->arch == HYLO_ARCH_LLAMA) put_bool(t, &first, 2, "mlp_bias", c->mlp_bias);
-    put_string(t, &first, 2, "model_type", a->model_type);
-    put_int(t, &first, 2, "num_attention_heads", c->num_heads);
-    put_int(t, &first, 2, "num_hidden_layers", c->num_layers);
-    put_int(t, &first, 2, "num_key_value_heads", c->num_kv_heads);
-    put_double(t, &first, 2, "rms_norm_eps", c->rms_norm_eps);
-    put_key(t, &first, 2, "rope_scaling");
-    if (c->rope.type == HYLO_ROPE_DEFAULT) text_printf(t, "null");
-    else put_rope_scaling(t, c);
-    put_double(t, &first, 2, "rope_theta", c->rope.theta);
-    put_bool(t, &first, 2, "tie_word_embeddings", c->tie_word_embeddings);
-    put_string(t, &first, 2, "torch_dtype", dtype_json_name(c->dtype));
-    put_int(t, &first, 2, "vocab_size", c->vocab_size);
-    text_printf(t, "\n}\n");
-}
-
-static hylo_status write_all(int fd, const char *bytes, size_t len, const char *path,
-                             hylo_error *err)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, bytes, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0)
-            return hylo_error_set(err, HYLO_ERR_IO, "%s: write failed: %s", path,
-                                  n < 0 ? strerror(errno) : "no progress");
-        bytes += n;
-        len -= (size_t)n;
-    }
-    return HYLO_OK;
-}
-
-/* fsyncs the directory holding `path` so that the rename is durable; best effort, since some
- * file systems refuse fsync on directories and the file itself is already complete. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return;
-    (void)fsync(fd); /* result deliberately ignored: see above */
-    close(fd);
-}
-
-/* Writes `path` through path.tmp.XXXXXX in the same directory: write, fsync, rename. */
-static hylo_status write_atomically(const char *path, const char *bytes, size_t len,
-                                    hylo_error *err)
-{
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof suffix);
-    if (!tmp) return hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, suffix, sizeof suffix);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        hylo_status st = hylo_error_set(err, HYLO_ERR_IO, "%s: cannot create a temporary file: "
-                                        "%s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    hylo_status st = write_all(fd, bytes, len, path, err);
-    if (st == HYLO_OK && fchmod(fd, 0644) != 0)
-        st = hylo_error_set(err, HYLO_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
-    if (st == HYLO_OK && fsync(fd) != 0)
-        st = hylo_error_set(err, HYLO_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == HYLO_OK)
-        st = hylo_error_set(err, HYLO_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == HYLO_OK && rename(tmp, path) != 0)
-        st = hylo_error_set(err, HYLO_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                            strerror(errno));
-    if (st != HYLO_OK) unlink(tmp);
-    else sync_parent_dir(path);
-    free(tmp);
-    return st;
+    hylo_text_printf(t, "{\n");
+    hylo_json_put_key(t, &first, 2, "architectures");
+    hylo_text_printf(t, "[\n    \"%s\"\n  ]", a->architecture);
+    if (c->arch != HYLO_ARCH_QWEN2) hylo_json_put_bool(t, &first, 2, "attention_bias", c->o_bias);
+    hylo_json_put_int(t, &first, 2, "head_dim", c->head_dim);
+    hylo_json_put_string(t, &first, 2, "hidden_act", "silu");
+    hylo_json_put_int(t, &first, 2, "hidden_size", c->hidden_size);
+    hylo_json_put_int(t, &first, 2, "intermediate_size", c->intermediate_size);
+    hylo_json_put_int(t, &first, 2, "max_position_embeddings", c->max_position_embeddings);
+    if (c->arch == HYLO_ARCH_LLAMA) hylo_json_put_bool(t, &first, 2, "mlp_bias", c->mlp_bias);
+    hylo_json_put_string(t, &first, 2, "model_type", a->model_type);
+    hylo_json_put_int(t, &first, 2, "num_attention_heads", c->num_heads);
+    hylo_json_put_int(t, &first, 2, "num_hidden_layers", c->num_layers);
+    hylo_json_put_int(t, &first, 2, "num_key_value_heads", c->num_kv_heads);
+    hylo_json_put_double(t, &first, 2, "rms_norm_eps", c->rms_norm_eps);
+    hylo_json_put_key(t, &first, 2, "rope_scaling");
+    hylo_json_put_rope(t, 2, &c->rope, c->max_position_embeddings);
+    hylo_json_put_double(t, &first, 2, "rope_theta", c->rope.theta);
+    hylo_json_put_bool(t, &first, 2, "tie_word_embeddings", c->tie_word_embeddings);
+    hylo_json_put_string(t, &first, 2, "torch_dtype", dtype_json_name(c->dtype));
+    hylo_json_put_int(t, &first, 2, "vocab_size", c->vocab_size);
+    hylo_text_printf(t, "\n}\n");
 }
 
 hylo_status hylo_config_save(const hylo_config *cfg, const char *path, hylo_error *err)
@@ -1067,10 +767,9 @@ hylo_status hylo_config_save(const hylo_config *cfg, const char *path, hylo_erro
         return hylo_error_set(err, HYLO_ERR_USAGE, "hylo_config_save: NULL argument");
     hylo_status st = hylo_config_validate(cfg, path, err);
     if (st != HYLO_OK) return st;
-    text_buf t = {NULL, 0, 0, false};
+    hylo_text t = {NULL, 0, 0, false};
     format_config(cfg, &t);
-    if (t.failed) st = hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", path);
-    else st = write_atomically(path, t.data, t.len, err);
-    free(t.data);
+    st = hylo_atomic_write_text(path, &t, err);
+    hylo_text_free(&t);
     return st;
 }

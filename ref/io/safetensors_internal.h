@@ -28,45 +28,10 @@ size_t hylo_st_utf8_prefix(const char *s, size_t n);
  * safe to put in a message even when the name came from a hostile file. */
 const char *hylo_st_quote(char *out, size_t size, const char *name);
 
-/* --- Growable text buffer (safetensors_write.c) ---------------------------------------------- */
-
-/* A string builder that records allocation failure instead of reporting each one. */
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed;
-} hylo_st_buf;
-
-void hylo_st_buf_put(hylo_st_buf *b, const char *s, size_t n);
-void hylo_st_buf_printf(hylo_st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a quoted JSON string. */
-void hylo_st_buf_json_string(hylo_st_buf *b, const char *s);
-void hylo_st_buf_free(hylo_st_buf *b);
+/* --- Paths (safetensors_write.c) ----------------------------------------------------------- */
 
 /* "dir/name", or NULL when out of memory. */
 char *hylo_st_path_join(const char *dir, const char *name);
-
-/* --- Atomic files (safetensors_write.c) ------------------------------------------------------ */
-
-/* A file written under a temporary name in the destination's directory and renamed over the
- * destination only once complete and synced, so that readers never see a partial file. */
-typedef struct {
-    int fd;        /* -1 once synced and closed */
-    char *path;    /* destination */
-    char *tmp;     /* temporary file, NULL once renamed */
-} hylo_st_atomic;
-
-hylo_status hylo_st_atomic_open(hylo_st_atomic *f, const char *path, hylo_error *err);
-/* Writes all n bytes, retrying short writes and EINTR. */
-hylo_status hylo_st_atomic_write(hylo_st_atomic *f, const void *bytes, size_t n, hylo_error *err);
-/* fsyncs and closes the temporary file; it is not yet visible under its destination name. */
-hylo_status hylo_st_atomic_sync(hylo_st_atomic *f, hylo_error *err);
-/* Renames a synced file over its destination, fsyncs the directory and frees f's strings. On
- * failure the temporary file is removed. */
-hylo_status hylo_st_atomic_publish(hylo_st_atomic *f, hylo_error *err);
-/* Closes and removes the temporary file (if any) and frees f's strings. */
-void hylo_st_atomic_abort(hylo_st_atomic *f);
 
 /* --- Specs and the writer's two phases (safetensors_write.c) -------------------------------- */
 
