@@ -225,23 +225,124 @@ hylo_status hylo_preset(const char *name, hylo_config *out, hylo_error *err);
 const char *const *hylo_preset_names(void);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Hybrid models (hybrid_config.json): which token mixer each layer uses, and their sizes       */
+/* ------------------------------------------------------------------------------------------ */
+
+#define HYLO_MAX_LAYERS 256
+
+typedef enum {
+    HYLO_MIXER_ATTENTION = 0, /* the teacher's GQA self-attention  */
+    HYLO_MIXER_MLA,           /* multi-head latent attention (sec. 3) */
+    HYLO_MIXER_MAMBA2,        /* Mamba2 (sec. 4)                    */
+    HYLO_MIXER_GDN            /* Gated DeltaNet (sec. 5)            */
+} hylo_mixer;
+
+typedef struct {
+    int64_t q_rank;          /* q_lora_rank; 0 = a full q_proj                        */
+    int64_t kv_rank;         /* kv_lora_rank                                          */
+    int64_t nope, rope, v;   /* qk_nope_head_dim, qk_rope_head_dim, v_head_dim        */
+    int64_t kv_heads;        /* Hm: Hkv (GQA form) or H ("full KV head")              */
+    bool q_latent_norm;      /* q_a_layernorm                                         */
+    bool kv_latent_norm;     /* kv_a_layernorm                                        */
+    bool qk_norm;            /* per-head q_norm / k_norm (Qwen3 bases)                */
+    hylo_rope_config rope_scaling; /* of the rope slice; theta is the teacher's (sec. 6) */
+} hylo_mla_config;
+
+typedef struct {
+    int64_t nheads, headdim, d_state;   /* H, P, N; d_inner = H * P                       */
+    int64_t x_heads;                    /* blocks of P in x  (Hkv upcycled, H stock)       */
+    int64_t b_groups;                   /* blocks of N in B  (Hkv upcycled, ngroups stock) */
+    int64_t c_groups;                   /* blocks of N in C  (H upcycled, ngroups stock)   */
+    int64_t norm_groups;                /* groups of the gated RMSNorm                     */
+    int64_t d_conv;                     /* 4                                               */
+    int64_t chunk;                      /* SSD chunk of the prefill (256)                  */
+    double norm_eps;                    /* 1e-5                                            */
+} hylo_mamba2_config;
+
+typedef struct {
+    int64_t k_heads, v_heads;           /* H_k, H_v (a multiple of H_k)                    */
+    int64_t head_k, head_v;             /* dk, dv                                          */
+    int64_t d_conv;                     /* 4                                               */
+    int64_t chunk;                      /* chunk of the prefill (64)                       */
+    double norm_eps;                    /* of the output RMSNorm (1e-5)                    */
+} hylo_gdn_config;
+
+typedef struct {
+    int64_t num_layers;
+    hylo_mixer mixers[HYLO_MAX_LAYERS]; /* per layer                                       */
+    hylo_mla_config mla;                /* used when a layer is MLA                        */
+    hylo_mamba2_config mamba2;          /* used when a layer is Mamba2                     */
+    hylo_gdn_config gdn;                /* used when a layer is GDN                        */
+} hylo_hybrid_config;
+
+const char *hylo_mixer_name(hylo_mixer mixer); /* "attention", "mla", "mamba2", "gdn" */
+
+/* Every layer of `base` keeps its attention: the teacher as a (trivial) hybrid. */
+void hylo_hybrid_teacher(const hylo_config *base, hylo_hybrid_config *out);
+/* A layout of spec sec. 1 ("4MLA12GDN", "8MLA8M2", ...) or "all-mla", "all-gdn", "all-mamba2"
+ * over `base`, with the MLA layer indices of the released models where the paper gives them
+ * (else spread evenly, first and last layer included) and the MLA / Mamba2 / GDN sizes of
+ * spec sec. 3-5 for the paper's bases (derived from the teacher's shape for others). */
+hylo_status hylo_hybrid_layout(const hylo_config *base, const char *layout,
+                               hylo_hybrid_config *out, hylo_error *err);
+/* Reads hybrid_config.json (hylo's schema, or Zebra-Llama's mla_layers / kv_lora_rank /
+ * d_inner / d_xb / ssm_cfg fields); `base` supplies the teacher's sizes. */
+hylo_status hylo_hybrid_config_load(const char *path, const hylo_config *base,
+                                    hylo_hybrid_config *out, hylo_error *err);
+hylo_status hylo_hybrid_config_parse(const char *json, size_t len, const char *label,
+                                     const hylo_config *base, hylo_hybrid_config *out,
+                                     hylo_error *err);
+hylo_status hylo_hybrid_config_validate(const hylo_hybrid_config *hy, const hylo_config *base,
+                                        const char *label, hylo_error *err);
+/* Built-in tiny hybrids for tests and the demo: "tiny-hybrid-m2" (tiny-llama, 2MLA2M2) and
+ * "tiny-hybrid-gdn" (tiny-qwen3, 2MLA2GDN); NULL-terminated names. */
+hylo_status hylo_hybrid_preset(const char *name, hylo_config *base, hylo_hybrid_config *hybrid,
+                               hylo_error *err);
+const char *const *hylo_hybrid_preset_names(void);
+
+/* Sizes that `hylo info` reports (spec sec. 10). Cache bytes use `cache_bytes` per element
+ * (2 for bf16); recurrent states are fp32. */
+typedef struct {
+    int64_t params_total;
+    int64_t params_embedding;            /* embed_tokens + lm_head (once when tied)      */
+    int64_t params_mlp;                  /* MLPs, layer norms and the final norm         */
+    int64_t params_mixer[4];             /* per hylo_mixer, all layers of that kind      */
+    int64_t layers_of[4];                /* layers per hylo_mixer                        */
+    int64_t kv_bytes_per_token;          /* growing caches: attention K, V; MLA latent, k_pe */
+    int64_t teacher_kv_bytes_per_token;  /* the same model with attention everywhere     */
+    int64_t state_bytes_per_sequence;    /* Mamba2 / GDN recurrent and conv states       */
+} hylo_model_stats;
+
+hylo_status hylo_model_stats_of(const hylo_config *base, const hylo_hybrid_config *hybrid,
+                                int64_t cache_bytes, hylo_model_stats *out, hylo_error *err);
+
+/* Writes hybrid_config.json in hylo's schema (atomically). */
+hylo_status hylo_hybrid_config_save(const hylo_hybrid_config *hy, const char *path,
+                                    hylo_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Models and inference                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct hylo_model hylo_model;
 typedef struct hylo_state hylo_state;  /* per-sequence caches (KV cache of every layer) */
 
-/* Loads config.json and the weights of a checkpoint directory. Weights stored as F16/BF16 are
+/* Loads config.json (and hybrid_config.json when present) and the weights of a checkpoint
+ * directory. Weights stored as F16/BF16 are
  * widened to fp32; every tensor's name, shape and finiteness is checked. */
 hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err);
 void hylo_model_free(hylo_model *model);
 const hylo_config *hylo_model_config(const hylo_model *model);
+/* The model's mixers: all attention for a teacher checkpoint (no hybrid_config.json). */
+const hylo_hybrid_config *hylo_model_hybrid(const hylo_model *model);
 
 /* Writes a deterministic random checkpoint of `cfg` (config.json + safetensors in cfg->dtype)
- * into the existing directory `dir`; see hylo_checkpoint_write for `max_shard_bytes`. The same
+ * into the existing directory `dir`; with `hybrid` not NULL the layers get its mixers and a
+ * hybrid_config.json is written too; see hylo_checkpoint_write for `max_shard_bytes`. The same
  * seed always gives the same bytes. */
-hylo_status hylo_init_random(const hylo_config *cfg, uint64_t seed, const char *dir,
-                             uint64_t max_shard_bytes, hylo_error *err);
+hylo_status hylo_init_random(const hylo_config *cfg, const hylo_hybrid_config *hybrid,
+                             uint64_t seed, const char *dir, uint64_t max_shard_bytes,
+                             hylo_error *err);
 
 /* `capacity` is a hint for the number of positions to reserve; caches grow beyond it. */
 hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_state **out,

@@ -15,7 +15,8 @@
 static bool is_checkpoint_file(const char *name)
 {
     size_t n = strlen(name);
-    return strcmp(name, "config.json") == 0 || strcmp(name, "model.safetensors.index.json") == 0 ||
+    return strcmp(name, "config.json") == 0 || strcmp(name, "hybrid_config.json") == 0 ||
+           strcmp(name, "model.safetensors.index.json") == 0 ||
            (strncmp(name, "model", 5) == 0 && n > 12 && strcmp(name + n - 12, ".safetensors") == 0);
 }
 
@@ -67,10 +68,23 @@ static bool parse_dtype(const char *text, hylo_dtype *out)
     return false;
 }
 
+/* A teacher preset (a hybrid of it with --layout), or a built-in hybrid preset. */
+static bool choose_model(const char *preset, const char *layout, hylo_config *cfg,
+                         hylo_hybrid_config *hybrid, bool *is_hybrid, hylo_error *err)
+{
+    *is_hybrid = true;
+    if (!layout && hylo_hybrid_preset(preset, cfg, hybrid, NULL) == HYLO_OK) return true;
+    if (hylo_preset(preset, cfg, err) != HYLO_OK) return false;
+    *is_hybrid = layout != NULL;
+    return !layout || hylo_hybrid_layout(cfg, layout, hybrid, err) == HYLO_OK;
+}
+
 int cmd_init(int argc, char **argv)
 {
     cli_option opts[] = {
-        {"--preset", "NAME", "tiny-llama, tiny-qwen3, llama-3.2-1b, llama-3.2-3b, qwen3-1.7b", NULL},
+        {"--preset", "NAME", "tiny-llama, tiny-qwen3, llama-3.2-1b, llama-3.2-3b, qwen3-1.7b, "
+                             "tiny-hybrid-m2, tiny-hybrid-gdn", NULL},
+        {"--layout", "L", "make a hybrid of the preset: 4MLA12GDN, 8MLA8M2, all-mla, ...", NULL},
         {"--out", "DIR", "output directory (created; must not hold a checkpoint)", NULL},
         {"--seed", "S", "random seed (default 0)", NULL},
         {"--dtype", "T", "weight dtype f32|f16|bf16 (default: the preset's, bf16 for real shapes)", NULL},
@@ -88,21 +102,26 @@ int cmd_init(int argc, char **argv)
         return CLI_USAGE;
     }
     int64_t seed, shard_mb;
+    bool is_hybrid = false;
     if (!cli_int(COMMAND, opts, n, "--seed", 0, INT64_MAX, 0, &seed) ||
         !cli_int(COMMAND, opts, n, "--shard-mb", 1, INT64_MAX / 1048576, 5000, &shard_mb))
         return CLI_USAGE;
     hylo_error err = {0};
     hylo_config cfg;
-    if (hylo_preset(preset, &cfg, &err) != HYLO_OK) {
+    hylo_hybrid_config hybrid;
+    if (!choose_model(preset, cli_get(opts, n, "--layout"), &cfg, &hybrid, &is_hybrid, &err)) {
         fprintf(stderr, "hylo %s: %s\n", COMMAND, err.message);
         return CLI_USAGE;
     }
     const char *dtype = cli_get(opts, n, "--dtype");
     if (dtype && !parse_dtype(dtype, &cfg.dtype)) return CLI_USAGE;
     if (!prepare_output(out, cli_get(opts, n, "--force") != NULL)) return CLI_FAIL;
-    if (hylo_init_random(&cfg, (uint64_t)seed, out, (uint64_t)shard_mb * 1048576u, &err) != HYLO_OK)
+    if (hylo_init_random(&cfg, is_hybrid ? &hybrid : NULL, (uint64_t)seed, out,
+                         (uint64_t)shard_mb * 1048576u, &err) != HYLO_OK)
         return cli_fail(COMMAND, &err);
-    printf("wrote %s: %s preset, seed %lld, %s weights\n", out, preset, (long long)seed,
+    const char *layout = cli_get(opts, n, "--layout");
+    printf("wrote %s: %s%s%s%s, seed %lld, %s weights\n", out, preset, layout ? " " : "",
+           layout ? layout : "", is_hybrid ? " (hybrid)" : "", (long long)seed,
            hylo_dtype_name(cfg.dtype));
     return CLI_OK;
 }

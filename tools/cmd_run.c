@@ -184,9 +184,12 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail(COMMAND, &err);
     } else {
         const hylo_config *cfg = hylo_model_config(model);
-        printf("model: %s (%s, %lld layers, D %lld, V %lld)\nprompt: %lld tokens\n", dir,
+        const hylo_hybrid_config *hy = hylo_model_hybrid(model);
+        printf("model: %s (%s, %lld layers, D %lld, V %lld)\nmixers:", dir,
                hylo_arch_name(cfg->arch), (long long)cfg->num_layers, (long long)cfg->hidden_size,
-               (long long)cfg->vocab_size, (long long)r.n_prompt);
+               (long long)cfg->vocab_size);
+        for (int64_t i = 0; i < hy->num_layers; i++) printf(" %s", hylo_mixer_name(hy->mixers[i]));
+        printf("\nprompt: %lld tokens\n", (long long)r.n_prompt);
         if (generate > 0) {
             printf("generated:");
             for (int64_t i = r.n_prompt; i < r.n_total; i++) printf(" %d", r.tokens[i]);

@@ -1,15 +1,20 @@
 #!/bin/sh
-# make demo: creates the tiny default teachers and runs a prompt through each with the
-# reference implementation: prefill, greedy decode over the KV cache, top logits.
+# make demo: creates the tiny default teachers and tiny hybrids (MLA + Mamba2, MLA + Gated
+# DeltaNet), runs a prompt through each with the reference implementation (prefill, greedy
+# decode over the caches and states, top logits) and shows what the hybrids save.
 set -eu
 build=${1:-build}
 hylo="$build/hylo"
 work=$(mktemp -d "${TMPDIR:-/tmp}/hylo-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prompt="1 15 27 3 99 42 7 128"
-for preset in tiny-llama tiny-qwen3; do
+for preset in tiny-llama tiny-qwen3 tiny-hybrid-m2 tiny-hybrid-gdn; do
     echo "== $preset"
     "$hylo" init --preset "$preset" --seed 0 --out "$work/$preset"
     "$hylo" run --model "$work/$preset" --tokens "$prompt" --generate 8 --top-k 5
     echo
+done
+echo "== KV cache of the paper's layouts (Llama-3.2-1B shape, no weights needed)"
+for layout in 4MLA12GDN 8MLA8M2; do
+    "$hylo" info --preset llama-3.2-1b --layout "$layout" --context 65536 | grep -E "model:|this model|teacher"
 done

@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"init", cmd_init, "write a deterministic random checkpoint of a built-in preset"},
     {"run", cmd_run, "run a checkpoint on token ids: prefill, greedy decode, logits"},
+    {"info", cmd_info, "parameters, KV cache and state memory of a teacher or hybrid"},
 };
 
 static void usage(void)

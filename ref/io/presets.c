@@ -96,3 +96,55 @@ const char *const *hylo_preset_names(void)
 {
     return NAMES;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tiny hybrids                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    const char *base;
+    const char *layout;
+} hybrid_preset;
+
+/* MLA at layers 0 and 3 (first and last), with YaRN on its rope slice. Short chunks (Mamba2 8,
+ * GDN 4) so that prompts of a few tokens already cross chunk boundaries; the GDN one has
+ * H_v = 2 H_k and its MLA carries the Qwen3 base's q/k norms. */
+static const hybrid_preset HYBRID_PRESETS[] = {
+    {"tiny-hybrid-m2", TINY_LLAMA, "2MLA2M2"},
+    {"tiny-hybrid-gdn", TINY_QWEN3, "2MLA2GDN"},
+};
+
+const char *const *hylo_hybrid_preset_names(void)
+{
+    static const char *const names[] = {"tiny-hybrid-m2", "tiny-hybrid-gdn", NULL};
+    return names;
+}
+
+hylo_status hylo_hybrid_preset(const char *name, hylo_config *base, hylo_hybrid_config *hybrid,
+                               hylo_error *err)
+{
+    for (size_t i = 0; i < sizeof HYBRID_PRESETS / sizeof HYBRID_PRESETS[0]; i++) {
+        const hybrid_preset *p = &HYBRID_PRESETS[i];
+        if (strcmp(name, p->name) != 0) continue;
+        hylo_config cfg;
+        hylo_hybrid_config hy;
+        hylo_status st = hylo_preset(p->base, &cfg, err);
+        if (st == HYLO_OK) st = hylo_hybrid_layout(&cfg, p->layout, &hy, err);
+        if (st != HYLO_OK) return st;
+        /* YaRN s 4, L0 8192: on tiny-llama's 8-dim rope slice (theta 5e5) pairs 0-1 keep their
+         * frequency, 2 is blended, 3 is divided by s; on tiny-qwen3's 16 (theta 1e6) 0-2 keep,
+         * 3-4 blend, 5-7 divide: every YaRN regime is exercised. */
+        hy.mla.rope_scaling.factor = 4.0;
+        hy.mla.rope_scaling.original_max_position = 8192;
+        hy.mamba2.chunk = 8;
+        hy.gdn = (hylo_gdn_config){.k_heads = 2, .v_heads = 4, .head_k = 16, .head_v = 24,
+                                   .d_conv = 4, .chunk = 4, .norm_eps = 1e-5};
+        *base = cfg;
+        *hybrid = hy;
+        return hylo_hybrid_config_validate(hybrid, base, name, err);
+    }
+    return hylo_error_set(err, HYLO_ERR_CONFIG,
+                          "unknown hybrid preset '%s' (expected tiny-hybrid-m2 or tiny-hybrid-gdn)",
+                          name);
+}

@@ -1,13 +1,18 @@
-/* forward.c: the teacher Transformer from token ids to logits (spec sec. 1-2):
+/* forward.c: teachers and hybrids from token ids to logits (spec sec. 1-2):
  *   x_0 = embed[tokens]
- *   h   = x + Attention(RMSNorm_in(x))          for each layer
- *   x'  = h + MLP(RMSNorm_post(h))
- *   logits = RMSNorm_final(x_L) lm_head^T                                                  */
+ *   h   = x + Mixer(RMSNorm_in(x))             for each layer; Mixer is the layer's attention,
+ *   x'  = h + MLP(RMSNorm_post(h))             MLA, Mamba2 or Gated DeltaNet
+ *   logits = RMSNorm_final(x_L) lm_head^T
+ * A prefill (T > 1) runs MLA naively over decompressed K/V and Mamba2 / GDN in their chunked
+ * forms; a decode step (T = 1) runs MLA absorbed over the latent cache and the recurrences.  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/gdn.h"
 #include "layers/layers.h"
+#include "layers/mamba2.h"
+#include "layers/mla.h"
 #include "model/model.h"
 
 /* Scratch activations of one forward call. */
@@ -58,11 +63,12 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
                                    activations *a, int64_t T, hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
-    const hylo_layer_weights *w = &m->layers[li];
+    const hylo_attention_weights *w = &m->layers[li].attn;
     const int64_t D = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
     const int64_t pos0 = s->length;
-    float *k_new = s->k[li] + pos0 * Hkv * hd; /* [T, Hkv, hd] inside the cache */
-    float *v_new = s->v[li] + pos0 * Hkv * hd;
+    hylo_layer_state *ls = &s->layers[li];
+    float *k_new = ls->k + pos0 * Hkv * hd; /* [T, Hkv, hd] inside the cache */
+    float *v_new = ls->v + pos0 * Hkv * hd;
     hylo_ref_linear(a->xn, w->wq, w->bq, a->q, T, D, H * hd);
     hylo_ref_linear(a->xn, w->wk, w->bk, k_new, T, D, Hkv * hd);
     hylo_ref_linear(a->xn, w->wv, w->bv, v_new, T, D, Hkv * hd);
@@ -76,11 +82,37 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
         hylo_ref_rope_rotate_half(k_new + t * Hkv * hd, Hkv, hd, pos0 + t, m->rope_inv_freq,
                                   m->rope_scale);
     }
-    hylo_status st = hylo_ref_attention(a->q, s->k[li], s->v[li], a->att, T, pos0 + T, H, Hkv,
-                                        hd, 1.0 / sqrt((double)hd), err);
+    hylo_status st = hylo_ref_attention(a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
+                                        1.0 / sqrt((double)hd), err);
     if (st != HYLO_OK) return st;
     hylo_ref_linear(a->att, w->wo, w->bo, a->y, T, H * hd, D);
     return HYLO_OK;
+}
+
+/* The layer's token mixer on a->xn [T, D] into a->y [T, D], extending its cache or state. */
+static hylo_status mixer_block(const hylo_model *m, hylo_state *s, int64_t li, activations *a,
+                               int64_t T, hylo_error *err)
+{
+    hylo_layer_state *ls = &s->layers[li];
+    const hylo_scan scan = T > 1 ? HYLO_SCAN_CHUNKED : HYLO_SCAN_RECURRENT;
+    switch (m->layers[li].mixer) {
+    case HYLO_MIXER_ATTENTION: return attention_block(m, s, li, a, T, err);
+    case HYLO_MIXER_MLA: {
+        hylo_mla_layer mla = hylo_model_mla_layer(m, li);
+        return T > 1 ? hylo_ref_mla_forward(&mla, &ls->mla, s->length, a->xn, T, a->y, err)
+                     : hylo_ref_mla_forward_absorbed(&mla, &ls->mla, s->length, a->xn, T, a->y, err);
+    }
+    case HYLO_MIXER_MAMBA2: {
+        hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
+        return hylo_ref_mamba2_forward(&d, &m->layers[li].mamba2, &ls->mamba2, a->xn, T, a->y,
+                                       scan, err);
+    }
+    case HYLO_MIXER_GDN: {
+        hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
+        return hylo_ref_gdn_forward(&d, &m->layers[li].gdn, &ls->gdn, a->xn, T, a->y, scan, err);
+    }
+    }
+    return hylo_error_set(err, HYLO_ERR_USAGE, "layer %lld has an unknown mixer", (long long)li);
 }
 
 static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
@@ -90,7 +122,7 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
     const hylo_layer_weights *w = &m->layers[li];
     const int64_t D = c->hidden_size;
     hylo_ref_rmsnorm(a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
-    hylo_status st = attention_block(m, s, li, a, T, err);
+    hylo_status st = mixer_block(m, s, li, a, T, err);
     if (st != HYLO_OK) return st;
     add_into(a->x, a->y, T * D);
     hylo_ref_rmsnorm(a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);

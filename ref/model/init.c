@@ -1,6 +1,6 @@
-/* init.c: deterministic random teacher checkpoints (`hylo init`). Values depend only on the
- * seed and each tensor's name: the same seed gives byte-identical files whatever the thread
- * count, dtype order or sharding. */
+/* init.c: deterministic random checkpoints of teachers and hybrids (`hylo init`). Values
+ * depend only on the seed and each tensor's name: the same seed gives byte-identical files
+ * whatever the thread count or sharding. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +17,25 @@ typedef struct {
 
 enum { CHUNK = 1 << 14 }; /* elements drawn from one random stream */
 
-/* Entry j of a parameter; `normal` is a standard normal draw. */
-static float param_value(const hylo_param *p, int64_t hidden_size, double normal)
+/* One draw of a parameter's distribution (see hylo_param_kind). */
+static float param_value(const hylo_param *p, int64_t hidden_size, hylo_rng *rng)
 {
     switch (p->kind) {
-    case HYLO_PARAM_EMBEDDING: return (float)(normal * 2.0 / sqrt((double)hidden_size));
-    case HYLO_PARAM_LINEAR: return (float)(normal / sqrt((double)p->shape[1]));
-    case HYLO_PARAM_BIAS: return (float)(normal * 0.02);
-    case HYLO_PARAM_NORM: return (float)(1.0 + 0.1 * normal);
+    case HYLO_PARAM_EMBEDDING: return (float)(hylo_rng_normal(rng) * 2.0 / sqrt((double)hidden_size));
+    case HYLO_PARAM_LINEAR: return (float)(hylo_rng_normal(rng) / sqrt((double)p->fan_in));
+    case HYLO_PARAM_BIAS: return (float)(hylo_rng_normal(rng) * 0.02);
+    case HYLO_PARAM_NORM: return (float)(1.0 + 0.1 * hylo_rng_normal(rng));
+    case HYLO_PARAM_CONV:
+        return (float)((2.0 * hylo_rng_uniform(rng) - 1.0) / sqrt((double)p->fan_in));
+    case HYLO_PARAM_DT_BIAS: {
+        /* mamba_ssm: dt log-uniform in [1e-3, 0.1], floored at 1e-4; the bias is its inverse
+         * softplus so that softplus(dt_bias) = dt */
+        double dt = exp(log(1e-3) + hylo_rng_uniform(rng) * (log(0.1) - log(1e-3)));
+        dt = fmax(dt, 1e-4);
+        return (float)(dt + log(-expm1(-dt)));
+    }
+    case HYLO_PARAM_A_LOG: return (float)log(1.0 + 15.0 * hylo_rng_uniform(rng));
+    case HYLO_PARAM_ONES: return 1.0f;
     }
     return 0.0f;
 }
@@ -45,21 +56,25 @@ static hylo_status fill_param(void *user, size_t i, void *dst, size_t nbytes, hy
         hylo_rng_seed(&rng, job->seed, stream + 0x9e3779b97f4a7c15ull * (uint64_t)c);
         int64_t begin = c * CHUNK, count = n - begin < CHUNK ? n - begin : CHUNK;
         for (int64_t j = 0; j < count; j++)
-            values[j] = param_value(p, job->hidden_size, hylo_rng_normal(&rng));
+            values[j] = param_value(p, job->hidden_size, &rng);
         hylo_convert_from_f32(job->dtype, values, (char *)dst + (size_t)begin * esize,
                               (size_t)count);
     }
     return HYLO_OK;
 }
 
-hylo_status hylo_init_random(const hylo_config *cfg, uint64_t seed, const char *dir,
-                             uint64_t max_shard_bytes, hylo_error *err)
+hylo_status hylo_init_random(const hylo_config *cfg, const hylo_hybrid_config *hybrid,
+                             uint64_t seed, const char *dir, uint64_t max_shard_bytes,
+                             hylo_error *err)
 {
-    hylo_status st = hylo_config_validate(cfg, "init", err);
+    hylo_config base = *cfg;
+    if (hybrid) base.tie_word_embeddings = false; /* hybrids carry lm_head (spec sec. 7) */
+    hylo_status st = hylo_config_validate(&base, "init", err);
+    if (st == HYLO_OK && hybrid) st = hylo_hybrid_config_validate(hybrid, &base, "init", err);
     if (st != HYLO_OK) return st;
     hylo_param *params = NULL;
     size_t count = 0;
-    st = hylo_teacher_params(cfg, &params, &count, err);
+    st = hylo_model_params(&base, hybrid, &params, &count, err);
     if (st != HYLO_OK) return st;
     hylo_tensor_spec *specs = calloc(count, sizeof *specs);
     if (!specs) {
@@ -70,15 +85,16 @@ hylo_status hylo_init_random(const hylo_config *cfg, uint64_t seed, const char *
         specs[i].name = params[i].name;
         specs[i].dtype = cfg->dtype;
         specs[i].ndim = params[i].ndim;
-        specs[i].shape[0] = params[i].shape[0];
-        specs[i].shape[1] = params[i].shape[1];
+        for (int d = 0; d < params[i].ndim; d++) specs[i].shape[d] = params[i].shape[d];
     }
     init_job job = {params, seed, cfg->dtype, cfg->hidden_size};
     st = hylo_checkpoint_write(dir, specs, count, fill_param, &job, max_shard_bytes,
                                "writing weights", err);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (st == HYLO_OK) st = hylo_config_save(cfg, path, err);
+    if (st == HYLO_OK) st = hylo_config_save(&base, path, err);
+    snprintf(path, sizeof path, "%s/hybrid_config.json", dir);
+    if (st == HYLO_OK && hybrid) st = hylo_hybrid_config_save(hybrid, path, err);
     free(specs);
     free(params);
     return st;

@@ -1,8 +1,10 @@
-/* load.c: hylo_model_load: config.json + checkpoint -> fp32 weights, every tensor checked. */
+/* load.c: hylo_model_load: config.json (+ hybrid_config.json) + checkpoint -> fp32 weights,
+ * every tensor checked. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "core/progress.h"
 #include "layers/layers.h"
@@ -48,8 +50,8 @@ static hylo_status bind_param(hylo_model *model, const char *dir, const hylo_par
     if (!same_shape(view, param)) {
         format_shape(got, sizeof got, view->ndim, view->shape);
         return hylo_error_set(err, HYLO_ERR_SHAPE,
-                              "%s: tensor '%s' has shape %s but config.json implies %s", dir,
-                              param->name, got, want);
+                              "%s: tensor '%s' has shape %s but the configuration implies %s",
+                              dir, param->name, got, want);
     }
     const float *w = view->data;
     if (view->dtype != HYLO_F32 || (uintptr_t)view->data % sizeof(float) != 0) {
@@ -74,14 +76,13 @@ static hylo_status bind_all(hylo_model *model, const char *dir, hylo_error *err)
 {
     hylo_param *params = NULL;
     size_t count = 0;
-    hylo_status st = hylo_teacher_params(&model->cfg, &params, &count, err);
+    hylo_status st = hylo_model_params(&model->cfg, &model->hybrid, &params, &count, err);
     if (st != HYLO_OK) return st;
     model->owned = calloc(count, sizeof *model->owned);
     if (!model->owned) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate weight table");
     /* Widening a real-size checkpoint takes seconds: report progress above 256 MiB of fp32. */
     uint64_t total = 0, done = 0;
-    for (size_t i = 0; i < count; i++)
-        total += (uint64_t)hylo_param_numel(&params[i]) * sizeof(float);
+    for (size_t i = 0; i < count; i++) total += (uint64_t)hylo_param_numel(&params[i]) * sizeof(float);
     hylo_progress progress;
     hylo_progress_begin(&progress, "loading weights", total, "B", 256u << 20);
     for (size_t i = 0; i < count && st == HYLO_OK; i++) {
@@ -91,18 +92,36 @@ static hylo_status bind_all(hylo_model *model, const char *dir, hylo_error *err)
     }
     hylo_progress_end(&progress);
     free(params);
+    for (int64_t i = 0; i < model->cfg.num_layers; i++) model->layers[i].mixer = model->hybrid.mixers[i];
     if (st == HYLO_OK && model->cfg.tie_word_embeddings) model->lm_head = model->embed;
     return st;
 }
 
+/* The rotary tables: the teacher's over head_dim, and the MLA rope slice's (YaRN). */
 static hylo_status prepare_rope(hylo_model *model, hylo_error *err)
 {
-    int64_t hd = model->cfg.head_dim;
-    model->rope_inv_freq = malloc((size_t)(hd / 2) * sizeof *model->rope_inv_freq);
-    if (!model->rope_inv_freq)
-        return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate rope table");
-    hylo_ref_rope_frequencies(&model->cfg.rope, hd, model->rope_inv_freq, &model->rope_scale);
+    const hylo_config *c = &model->cfg;
+    const hylo_mla_config *m = &model->hybrid.mla;
+    model->rope_inv_freq = malloc((size_t)(c->head_dim / 2) * sizeof *model->rope_inv_freq);
+    model->mla_inv_freq = malloc((size_t)(m->rope / 2 + 1) * sizeof *model->mla_inv_freq);
+    if (!model->rope_inv_freq || !model->mla_inv_freq)
+        return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate rope tables");
+    hylo_ref_rope_frequencies(&c->rope, c->head_dim, model->rope_inv_freq, &model->rope_scale);
+    hylo_ref_rope_frequencies(&m->rope_scaling, m->rope, model->mla_inv_freq,
+                              &model->mla_rope_scale);
     return HYLO_OK;
+}
+
+/* The mixers: hybrid_config.json when the checkpoint has one, else the teacher's attention. */
+static hylo_status load_hybrid(hylo_model *model, const char *dir, hylo_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/hybrid_config.json", dir);
+    if (access(path, F_OK) != 0) {
+        hylo_hybrid_teacher(&model->cfg, &model->hybrid);
+        return HYLO_OK;
+    }
+    return hylo_hybrid_config_load(path, &model->cfg, &model->hybrid, err);
 }
 
 hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err)
@@ -113,6 +132,7 @@ hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err)
     hylo_model *model = calloc(1, sizeof *model);
     if (!model) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate model");
     hylo_status st = hylo_config_load(path, &model->cfg, err);
+    if (st == HYLO_OK) st = load_hybrid(model, dir, err);
     if (st == HYLO_OK) {
         model->layers = calloc((size_t)model->cfg.num_layers, sizeof *model->layers);
         if (!model->layers) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate layers");
@@ -135,6 +155,7 @@ void hylo_model_free(hylo_model *model)
     free(model->owned);
     free(model->layers);
     free(model->rope_inv_freq);
+    free(model->mla_inv_freq);
     hylo_checkpoint_close(model->ckpt);
     free(model);
 }
@@ -142,4 +163,17 @@ void hylo_model_free(hylo_model *model)
 const hylo_config *hylo_model_config(const hylo_model *model)
 {
     return &model->cfg;
+}
+
+const hylo_hybrid_config *hylo_model_hybrid(const hylo_model *model)
+{
+    return &model->hybrid;
+}
+
+hylo_mla_layer hylo_model_mla_layer(const hylo_model *model, int64_t layer)
+{
+    const hylo_mla_config *m = &model->hybrid.mla;
+    return (hylo_mla_layer){hylo_mla_dims_of(&model->cfg, &model->hybrid),
+                            model->layers[layer].mla, model->mla_inv_freq, model->mla_rope_scale,
+                            1.0 / sqrt((double)(m->nope + m->rope))};
 }

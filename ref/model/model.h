@@ -1,5 +1,6 @@
-/* model.h: the teacher model's parameters and in-memory form (internal). One table of
- * parameters drives both the loader and the random initializer, so the two cannot disagree. */
+/* model.h: the parameters and in-memory form of teachers and hybrids (internal). One table of
+ * parameters drives the loader, the random initializer and `hylo info`, so they cannot
+ * disagree. */
 #ifndef HYLO_MODEL_H
 #define HYLO_MODEL_H
 
@@ -7,67 +8,105 @@
 #include <stdint.h>
 
 #include "hylo.h"
+#include "layers/gdn.h"
+#include "layers/mamba2.h"
+#include "layers/mla.h"
 
-/* The fp32 weights of one decoder layer (NULL where the architecture has no such tensor). */
+/* The teacher's GQA self-attention (NULL where the architecture has no such tensor). */
 typedef struct {
-    const float *input_norm;                 /* [D]                */
-    const float *wq, *bq;                    /* [H*hd, D], [H*hd]  */
-    const float *wk, *bk;                    /* [Hkv*hd, D]        */
-    const float *wv, *bv;                    /* [Hkv*hd, D]        */
-    const float *wo, *bo;                    /* [D, H*hd], [D]     */
-    const float *q_norm, *k_norm;            /* [hd] (Qwen3)       */
-    const float *post_norm;                  /* [D]                */
-    const float *w_gate, *b_gate;            /* [F, D], [F]        */
-    const float *w_up, *b_up;                /* [F, D], [F]        */
-    const float *w_down, *b_down;            /* [D, F], [D]        */
+    const float *wq, *bq;          /* [H*hd, D], [H*hd]  */
+    const float *wk, *bk;          /* [Hkv*hd, D]        */
+    const float *wv, *bv;          /* [Hkv*hd, D]        */
+    const float *wo, *bo;          /* [D, H*hd], [D]     */
+    const float *q_norm, *k_norm;  /* [hd] (Qwen3)       */
+} hylo_attention_weights;
+
+/* The fp32 weights of one decoder layer: the norms and MLP of every layer, and the weights of
+ * the layer's token mixer. */
+typedef struct {
+    hylo_mixer mixer;
+    const float *input_norm;          /* [D]          */
+    hylo_attention_weights attn;      /* HYLO_MIXER_ATTENTION */
+    hylo_mla_weights mla;             /* HYLO_MIXER_MLA       */
+    hylo_mamba2_weights mamba2;       /* HYLO_MIXER_MAMBA2    */
+    hylo_gdn_weights gdn;             /* HYLO_MIXER_GDN       */
+    const float *post_norm;           /* [D]          */
+    const float *w_gate, *b_gate;     /* [F, D], [F]  */
+    const float *w_up, *b_up;         /* [F, D], [F]  */
+    const float *w_down, *b_down;     /* [D, F], [D]  */
 } hylo_layer_weights;
 
-/* How a parameter is initialized by `hylo init`. */
+/* How `hylo init` draws a parameter (the fresh inits of spec sec. 4, 5 and 7 included). */
 typedef enum {
-    HYLO_PARAM_EMBEDDING, /* N(0, 1/sqrt(D))-scaled token vectors        */
-    HYLO_PARAM_LINEAR,    /* N(0, 1/fan_in) entries                       */
-    HYLO_PARAM_BIAS,      /* N(0, 0.02)                                   */
-    HYLO_PARAM_NORM       /* 1 + N(0, 0.1): near one, but every entry matters */
+    HYLO_PARAM_EMBEDDING, /* N(0, (2/sqrt(D))^2): O(1) logits through a tied head        */
+    HYLO_PARAM_LINEAR,    /* N(0, 1/fan_in), fan_in = the last dimension                */
+    HYLO_PARAM_BIAS,      /* N(0, 0.02^2)                                               */
+    HYLO_PARAM_NORM,      /* 1 + N(0, 0.1^2): near one, but every entry matters         */
+    HYLO_PARAM_CONV,      /* U(-1/sqrt(K), 1/sqrt(K)), PyTorch's conv1d default          */
+    HYLO_PARAM_DT_BIAS,   /* dt ~ logU[1e-3, 0.1] floored at 1e-4; dt + log(-expm1(-dt)) */
+    HYLO_PARAM_A_LOG,     /* log(U[1, 16])                                              */
+    HYLO_PARAM_ONES       /* exactly 1 (Mamba2 D, GDN o_norm)                            */
 } hylo_param_kind;
 
 typedef struct {
     char name[128];
     int ndim;
-    int64_t shape[2];
+    int64_t shape[3];
     hylo_param_kind kind;
-    int64_t layer;        /* -1 for model-level tensors                     */
-    size_t slot;          /* offsetof the pointer in hylo_layer_weights, or
-                             in hylo_model for model-level tensors          */
+    int64_t fan_in;       /* inputs per output (the last dimension; K for a conv bias)           */
+    hylo_mixer mixer;     /* the block it belongs to; ATTENTION also for norms, MLP, embeddings */
+    bool is_mlp;          /* part of the SwiGLU MLP or the two layer norms                       */
+    int64_t layer;        /* -1 for model-level tensors                                          */
+    size_t slot;          /* offsetof the pointer in hylo_layer_weights, or in hylo_model for
+                             model-level tensors                                                 */
 } hylo_param;
+
+/* The per-sequence cache or state of one layer, by its mixer. */
+typedef struct {
+    float *k, *v;                 /* attention: [capacity, Hkv, hd]         */
+    hylo_mla_cache mla;           /* MLA: [capacity, r_kv], [capacity, rope] */
+    hylo_mamba2_state mamba2;     /* Mamba2: fixed size                      */
+    hylo_gdn_state gdn;           /* GDN: fixed size                         */
+} hylo_layer_state;
 
 struct hylo_model {
     hylo_config cfg;
+    hylo_hybrid_config hybrid;   /* all attention for a teacher */
     hylo_checkpoint *ckpt;       /* kept open: F32 weights point into its mapping */
     const float *embed;          /* [V, D] */
     const float *final_norm;     /* [D]    */
     const float *lm_head;        /* [V, D]; == embed when tied */
     hylo_layer_weights *layers;  /* [L]    */
-    double *rope_inv_freq;       /* [hd/2] */
-    double rope_scale;           /* multiplies cos/sin (YaRN) */
+    double *rope_inv_freq;       /* [hd/2]   teacher attention           */
+    double rope_scale;           /* multiplies cos/sin                   */
+    double *mla_inv_freq;        /* [rope/2] MLA rope slice (YaRN)       */
+    double mla_rope_scale;       /* YaRN mscale on cos/sin               */
     float **owned;               /* widened copies to free */
     size_t n_owned;
 };
 
 struct hylo_state {
     const hylo_model *model;
-    int64_t length;    /* positions in the caches        */
-    int64_t capacity;  /* positions allocated            */
-    float **k, **v;    /* per layer [capacity, Hkv, hd]  */
+    int64_t length;            /* positions processed              */
+    int64_t capacity;          /* positions the growing caches hold */
+    hylo_layer_state *layers;  /* [L]                               */
 };
 
-/* Every parameter of a teacher with this config, in checkpoint order. *out is malloc'd. */
-hylo_status hylo_teacher_params(const hylo_config *cfg, hylo_param **out, size_t *count,
-                                hylo_error *err);
+/* Every parameter of the model `cfg` + `hybrid` (NULL: the teacher), in checkpoint order.
+ * *out is malloc'd. */
+hylo_status hylo_model_params(const hylo_config *cfg, const hylo_hybrid_config *hybrid,
+                              hylo_param **out, size_t *count, hylo_error *err);
+int64_t hylo_param_numel(const hylo_param *param);
+
+/* The sizes of each mixer, as the layers take them. */
+hylo_mla_dims hylo_mla_dims_of(const hylo_config *cfg, const hylo_hybrid_config *hybrid);
+hylo_mamba2_dims hylo_mamba2_dims_of(const hylo_config *cfg, const hylo_hybrid_config *hybrid);
+hylo_gdn_dims hylo_gdn_dims_of(const hylo_config *cfg, const hylo_hybrid_config *hybrid);
+/* Layer `layer`'s MLA with its weights and rope tables. */
+hylo_mla_layer hylo_model_mla_layer(const hylo_model *model, int64_t layer);
 
 /* Makes room for `needed` positions in every cache of `state`, keeping its contents. */
 hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *err);
-
-int64_t hylo_param_numel(const hylo_param *param);
 
 /* The address of a parameter's pointer slot inside `model`. */
 const float **hylo_param_slot(hylo_model *model, const hylo_param *param);

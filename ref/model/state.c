@@ -1,17 +1,54 @@
-/* state.c: the per-sequence KV cache of every layer, grown geometrically on demand. */
+/* state.c: the per-sequence state of every layer: growing caches for attention (K, V) and MLA
+ * (latent, k_pe), fixed-size recurrent states for Mamba2 and GDN (zero at the start). */
 #include <stdlib.h>
 
 #include "model/model.h"
 
+/* Floats per position of a layer's growing cache (0 for recurrent mixers). */
+static size_t cache_row(const hylo_model *m, int64_t layer, size_t *second)
+{
+    const hylo_config *c = &m->cfg;
+    switch (m->layers[layer].mixer) {
+    case HYLO_MIXER_ATTENTION: *second = (size_t)(c->num_kv_heads * c->head_dim); return *second;
+    case HYLO_MIXER_MLA: *second = (size_t)m->hybrid.mla.rope; return (size_t)m->hybrid.mla.kv_rank;
+    case HYLO_MIXER_MAMBA2:
+    case HYLO_MIXER_GDN: break;
+    }
+    *second = 0;
+    return 0;
+}
+
+/* The two growing buffers of a layer's state. */
+static float **cache_buffers(hylo_layer_state *ls, hylo_mixer mixer, float ***second)
+{
+    if (mixer == HYLO_MIXER_MLA) {
+        *second = &ls->mla.k_pe;
+        return &ls->mla.latent;
+    }
+    *second = &ls->v;
+    return &ls->k;
+}
+
+static void free_layer(hylo_layer_state *ls)
+{
+    free(ls->k);
+    free(ls->v);
+    free(ls->mla.latent);
+    free(ls->mla.k_pe);
+    free(ls->mamba2.conv);
+    free(ls->mamba2.ssm);
+    free(ls->gdn.q_conv);
+    free(ls->gdn.k_conv);
+    free(ls->gdn.v_conv);
+    free(ls->gdn.S);
+}
+
 void hylo_state_free(hylo_state *state)
 {
     if (!state) return;
-    for (int64_t i = 0; state->k && state->v && i < state->model->cfg.num_layers; i++) {
-        free(state->k[i]);
-        free(state->v[i]);
-    }
-    free(state->k);
-    free(state->v);
+    for (int64_t i = 0; state->layers && i < state->model->cfg.num_layers; i++)
+        free_layer(&state->layers[i]);
+    free(state->layers);
     free(state);
 }
 
@@ -20,27 +57,54 @@ int64_t hylo_state_length(const hylo_state *state)
     return state->length;
 }
 
-/* Makes room for `needed` positions in every layer's cache; contents are kept. */
 hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *err)
 {
     if (needed <= state->capacity) return HYLO_OK;
     int64_t cap = state->capacity > 0 ? state->capacity : 16;
     while (cap < needed) cap *= 2;
-    const hylo_config *cfg = &state->model->cfg;
-    size_t row = (size_t)(cfg->num_kv_heads * cfg->head_dim) * sizeof(float);
-    for (int64_t i = 0; i < cfg->num_layers; i++) {
-        float *k = realloc(state->k[i], (size_t)cap * row);
-        if (k) state->k[i] = k;
-        float *v = k ? realloc(state->v[i], (size_t)cap * row) : NULL;
-        if (v) state->v[i] = v;
-        if (!k || !v)
+    const hylo_model *m = state->model;
+    for (int64_t i = 0; i < m->cfg.num_layers; i++) {
+        size_t second_row;
+        size_t first_row = cache_row(m, i, &second_row);
+        if (first_row == 0) continue;
+        float **second;
+        float **first = cache_buffers(&state->layers[i], m->layers[i].mixer, &second);
+        float *a = realloc(*first, (size_t)cap * first_row * sizeof(float));
+        if (a) *first = a;
+        float *b = a ? realloc(*second, (size_t)cap * second_row * sizeof(float)) : NULL;
+        if (b) *second = b;
+        if (!a || !b)
             return hylo_error_set(err, HYLO_ERR_NOMEM,
-                                  "cannot grow the KV cache to %lld positions (%.1f MiB)",
-                                  (long long)cap,
-                                  (double)cap * (double)row * 2.0 * (double)cfg->num_layers / 1048576.0);
+                                  "cannot grow the cache of layer %lld to %lld positions",
+                                  (long long)i, (long long)cap);
     }
     state->capacity = cap;
     return HYLO_OK;
+}
+
+/* Zeroed recurrent state of a Mamba2 or GDN layer. */
+static hylo_status alloc_recurrent(const hylo_model *m, int64_t i, hylo_layer_state *ls,
+                                   hylo_error *err)
+{
+    bool ok = true;
+    if (m->layers[i].mixer == HYLO_MIXER_MAMBA2) {
+        hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
+        ls->mamba2.conv = calloc((size_t)(hylo_mamba2_conv_dim(&d) * (d.d_conv - 1)) + 1, sizeof(float));
+        ls->mamba2.ssm = calloc((size_t)(d.nheads * d.headdim * d.d_state), sizeof(float));
+        ok = ls->mamba2.conv && ls->mamba2.ssm;
+    } else if (m->layers[i].mixer == HYLO_MIXER_GDN) {
+        hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
+        size_t qk = (size_t)(d.k_heads * d.head_k), v = (size_t)(d.v_heads * d.head_v);
+        size_t taps = (size_t)(d.d_conv - 1);
+        ls->gdn.q_conv = calloc(qk * taps + 1, sizeof(float));
+        ls->gdn.k_conv = calloc(qk * taps + 1, sizeof(float));
+        ls->gdn.v_conv = calloc(v * taps + 1, sizeof(float));
+        ls->gdn.S = calloc((size_t)(d.v_heads * d.head_k * d.head_v), sizeof(float));
+        ok = ls->gdn.q_conv && ls->gdn.k_conv && ls->gdn.v_conv && ls->gdn.S;
+    }
+    return ok ? HYLO_OK
+              : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate the state of layer %lld",
+                               (long long)i);
 }
 
 hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_state **out,
@@ -53,12 +117,12 @@ hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_st
     hylo_state *state = calloc(1, sizeof *state);
     if (!state) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
     state->model = model;
-    size_t L = (size_t)model->cfg.num_layers;
-    state->k = calloc(L, sizeof *state->k);
-    state->v = calloc(L, sizeof *state->v);
-    hylo_status st = (state->k && state->v)
-                         ? hylo_state_reserve(state, capacity, err)
-                         : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
+    state->layers = calloc((size_t)model->cfg.num_layers, sizeof *state->layers);
+    hylo_status st = state->layers ? HYLO_OK
+                                   : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
+    for (int64_t i = 0; i < model->cfg.num_layers && st == HYLO_OK; i++)
+        st = alloc_recurrent(model, i, &state->layers[i], err);
+    if (st == HYLO_OK) st = hylo_state_reserve(state, capacity, err);
     if (st != HYLO_OK) {
         hylo_state_free(state);
         return st;
