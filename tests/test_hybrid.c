@@ -142,6 +142,52 @@ START_TEST(cli_runs_and_describes_hybrids)
 }
 END_TEST
 
+/* embed, hylo_layer_forward layer by layer, final norm and LM head compose to hylo_forward
+ * (the same arithmetic: equal to the bit). */
+START_TEST(layer_by_layer_equals_forward)
+{
+    char *dir = make_hybrid(presets[_i], HYLO_F32, 4);
+    hylo_error err = {0};
+    hylo_model *m = NULL;
+    hylo_state *a = NULL, *b = NULL;
+    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
+    ck_assert_ok(hylo_state_create(m, 0, &a, &err), &err);
+    ck_assert_ok(hylo_state_create(m, 0, &b, &err), &err);
+    const hylo_config *c = hylo_model_config(m);
+    const int64_t D = c->hidden_size, V = c->vocab_size;
+    enum { T = 13 };
+    int32_t tokens[T];
+    random_tokens(tokens, T, V, 21);
+    float *want = run_all(m, a, tokens, T);
+    float *x = malloc((size_t)(T * D) * sizeof *x), *y = malloc((size_t)(T * D) * sizeof *y);
+    float *mix = malloc((size_t)(T * D) * sizeof *mix), *got = malloc((size_t)(T * V) * sizeof *got);
+    ck_assert(x && y && mix && got);
+    ck_assert_ok(hylo_embed(m, tokens, T, x, &err), &err);
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        ck_assert_ok(hylo_layer_forward(m, b, l, x, T, mix, y, &err), &err);
+        double mix_max = 0;
+        for (int64_t i = 0; i < T * D; i++) mix_max = fmax(mix_max, fabs(mix[i]));
+        ck_assert(mix_max > 1e-3 && isfinite(mix_max)); /* the mixer output was written */
+        float *t = x;
+        x = y;
+        y = t;
+    }
+    hylo_final_norm(m, x, T, y);
+    hylo_lm_head(m, y, T, got);
+    ck_assert_mem_eq(got, want, (size_t)(T * V) * sizeof *got);
+    ck_assert_int_eq(hylo_layer_forward(m, b, c->num_layers, x, T, NULL, y, &err), HYLO_ERR_RANGE);
+    free(x);
+    free(y);
+    free(mix);
+    free(got);
+    free(want);
+    hylo_state_free(a);
+    hylo_state_free(b);
+    hylo_model_free(m);
+    free(dir);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("hybrid");
@@ -151,6 +197,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, prefill_100_then_50_equals_prefill_150, 0, 2);
     tcase_add_loop_test(tc, checkpoint_holds_the_spec_names, 0, 2);
     tcase_add_loop_test(tc, cli_runs_and_describes_hybrids, 0, 2);
+    tcase_add_loop_test(tc, layer_by_layer_equals_forward, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

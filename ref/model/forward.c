@@ -115,8 +115,9 @@ static hylo_status mixer_block(const hylo_model *m, hylo_state *s, int64_t li, a
     return hylo_error_set(err, HYLO_ERR_USAGE, "layer %lld has an unknown mixer", (long long)li);
 }
 
+/* a->x <- layer li of a->x; the mixer output before the residual goes to mixer_out if given. */
 static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
-                                 activations *a, int64_t T, hylo_error *err)
+                                 activations *a, int64_t T, float *mixer_out, hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
     const hylo_layer_weights *w = &m->layers[li];
@@ -124,6 +125,7 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
     hylo_ref_rmsnorm(a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
     hylo_status st = mixer_block(m, s, li, a, T, err);
     if (st != HYLO_OK) return st;
+    if (mixer_out) memcpy(mixer_out, a->y, (size_t)(T * D) * sizeof(float));
     add_into(a->x, a->y, T * D);
     hylo_ref_rmsnorm(a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
     st = hylo_ref_swiglu_mlp(a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
@@ -146,29 +148,75 @@ static hylo_status check_tokens(const hylo_config *c, const int32_t *tokens, int
     return HYLO_OK;
 }
 
+/* The shared preamble of the public entry points: the state belongs to the model and its
+ * caches have room for T more positions. */
+static hylo_status prepare(const hylo_model *m, hylo_state *s, int64_t T, hylo_error *err)
+{
+    if (s->model != m)
+        return hylo_error_set(err, HYLO_ERR_USAGE, "the state was created for another model");
+    if (T <= 0)
+        return hylo_error_set(err, HYLO_ERR_RANGE, "no tokens to run (T = %lld)", (long long)T);
+    return hylo_state_reserve(s, s->length + T, err);
+}
+
+hylo_status hylo_embed(const hylo_model *m, const int32_t *tokens, int64_t T, float *x,
+                       hylo_error *err)
+{
+    const int64_t D = m->cfg.hidden_size;
+    hylo_status st = check_tokens(&m->cfg, tokens, T, err);
+    if (st != HYLO_OK) return st;
+    for (int64_t t = 0; t < T; t++)
+        memcpy(x + t * D, m->embed + (int64_t)tokens[t] * D, (size_t)D * sizeof(float));
+    return HYLO_OK;
+}
+
+void hylo_final_norm(const hylo_model *m, const float *x, int64_t T, float *out)
+{
+    hylo_ref_rmsnorm(x, m->final_norm, out, T, m->cfg.hidden_size, m->cfg.rms_norm_eps);
+}
+
+void hylo_lm_head(const hylo_model *m, const float *h, int64_t T, float *logits)
+{
+    hylo_ref_linear(h, m->lm_head, NULL, logits, T, m->cfg.hidden_size, m->cfg.vocab_size);
+}
+
+hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer,
+                               const float *x, int64_t T, float *mixer_out, float *out,
+                               hylo_error *err)
+{
+    if (layer < 0 || layer >= m->cfg.num_layers)
+        return hylo_error_set(err, HYLO_ERR_RANGE, "layer %lld outside [0, %lld)",
+                              (long long)layer, (long long)m->cfg.num_layers);
+    hylo_status st = prepare(m, s, T, err);
+    activations a = {0};
+    if (st == HYLO_OK) st = alloc_activations(&a, &m->cfg, T, err);
+    if (st != HYLO_OK) return st;
+    memcpy(a.x, x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
+    st = decoder_layer(m, s, layer, &a, T, mixer_out, err);
+    if (st == HYLO_OK) memcpy(out, a.x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
+    free_activations(&a);
+    return st;
+}
+
 hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *tokens, int64_t T,
                          hylo_logits_mode mode, float *logits, hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
     const int64_t D = c->hidden_size;
-    if (s->model != m)
-        return hylo_error_set(err, HYLO_ERR_USAGE, "the state was created for another model");
     hylo_status st = check_tokens(c, tokens, T, err);
-    if (st == HYLO_OK) st = hylo_state_reserve(s, s->length + T, err);
+    if (st == HYLO_OK) st = prepare(m, s, T, err);
     activations a = {0};
     if (st == HYLO_OK) st = alloc_activations(&a, c, T, err);
     if (st != HYLO_OK) return st;
-    for (int64_t t = 0; t < T; t++)
-        memcpy(a.x + t * D, m->embed + (int64_t)tokens[t] * D, (size_t)D * sizeof(float));
+    st = hylo_embed(m, tokens, T, a.x, err);
     for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
-        st = decoder_layer(m, s, li, &a, T, err);
+        st = decoder_layer(m, s, li, &a, T, NULL, err);
     if (st == HYLO_OK) {
         /* Only the rows whose logits are wanted go through the final norm and LM head. */
         int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1;
-        int64_t rows = T - first;
         if (mode != HYLO_LOGITS_NONE) {
-            hylo_ref_rmsnorm(a.x + first * D, m->final_norm, a.xn, rows, D, c->rms_norm_eps);
-            hylo_ref_linear(a.xn, m->lm_head, NULL, logits, rows, D, c->vocab_size);
+            hylo_final_norm(m, a.x + first * D, T - first, a.xn);
+            hylo_lm_head(m, a.xn, T - first, logits);
         }
         s->length += T; /* only a complete forward extends the sequence */
     }
