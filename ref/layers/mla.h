@@ -46,6 +46,10 @@ typedef struct {
     float *latent;  /* [capacity, r_kv]: kv_a_norm(c_kv) (c_kv itself without the norm) */
     float *k_pe;    /* [capacity, rope]: RoPE(k_pe, p)                                   */
 } hylo_mla_cache;
+/* With a k_norm (per-head RMSNorm over [k_nope | k_pe] before RoPE) the normalized k_pe differs
+ * per KV head and must be rotated after the norm, so such a layer caches the raw k_pe (neither
+ * normalized nor rotated), still rope floats per position, and rebuilds every cached key at
+ * attention time: k(j, g) = k_norm([W_UK[g] latent_j | k_pe_j]), rope slice rotated to j. */
 
 /* T tokens at positions pos0 .. pos0+T-1: appends their latent and k_pe rows to the cache at
  * pos0, then attends causally over positions 0 .. pos0+t.
