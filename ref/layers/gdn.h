@@ -43,6 +43,34 @@ typedef struct {
     float *S;       /* [H_v, dk, dv]         */
 } hylo_gdn_state;
 
+/* x <- scale * x / sqrt(sum x^2 + eps), row by row: the q/k normalization of sec. 5
+ * (eps 1e-6; scale dk^-0.5 for q, 1 for k). x [rows, n]. */
+void hylo_ref_l2norm(float *x, int64_t rows, int64_t n, double eps, double scale);
+
+/* The per-token decay and write strength of sec. 5, per value head:
+ *   g = -exp(A_log) * softplus(a + dt_bias) ;  beta = sigmoid(b)
+ * a, b, g, beta [T, H_v]; A_log, dt_bias [H_v]. */
+void hylo_ref_gdn_gates(const float *a, const float *b, const float *A_log,
+                        const float *dt_bias, float *g, float *beta, int64_t T, int64_t H_v);
+
+/* HYLO_OK when d's head sizes suit the gated delta rule (positive, H_v a multiple of H_k, and
+ * chunk >= 1 for the chunked scan); otherwise HYLO_ERR_USAGE with a message. */
+hylo_status hylo_ref_gated_delta_rule_check(const hylo_gdn_dims *d, hylo_scan scan,
+                                            hylo_error *err);
+
+/* The gated delta rule on T tokens continuing from S (updated in place). Reads k_heads,
+ * v_heads, head_k, head_v and (for the chunked form) chunk from d; value head hv reads q/k
+ * head hv / (H_v / H_k). q, k [T, H_k, dk] (already normalized; q already scaled), v [T, H_v,
+ * dv], g, beta [T, H_v] (g <= 0), S [H_v, dk, dv], o [T, H_v, dv]. Per value head:
+ *   S <- S exp(g_t) ;  u = beta_t (v_t - k_t^T S) ;  S <- S + k_t (x) u ;  o_t = q_t^T S
+ * HYLO_SCAN_RECURRENT runs this token by token; HYLO_SCAN_CHUNKED runs the equivalent
+ * WY / UT-transform form over chunks of `chunk` tokens (the last one may be shorter). Both
+ * keep S in double within the call; on failure S is left as it was. */
+hylo_status hylo_ref_gated_delta_rule(const hylo_gdn_dims *d, const float *q, const float *k,
+                                      const float *v, const float *g, const float *beta,
+                                      float *S, float *o, int64_t T, hylo_scan scan,
+                                      hylo_error *err);
+
 /* T tokens continuing from `state` (updated in place); x [T, D], y [T, D].
  *   q, k, v = silu(conv(q_proj x)), silu(conv(k_proj x)), silu(conv(v_proj x))
  *   q^ = q / sqrt(sum q^2 + 1e-6) * dk^-0.5 ; k^ = k / sqrt(sum k^2 + 1e-6)
