@@ -50,6 +50,24 @@ typedef enum { HYLO_SCAN_CHUNKED = 0, HYLO_SCAN_RECURRENT } hylo_scan;
 int64_t hylo_mamba2_conv_dim(const hylo_mamba2_dims *d);
 int64_t hylo_mamba2_in_proj_rows(const hylo_mamba2_dims *d);
 
+/* HYLO_OK when every size is positive, x_heads, b_groups and c_groups divide nheads and
+ * norm_groups divides d_inner; otherwise HYLO_ERR_USAGE naming the field. */
+hylo_status hylo_mamba2_check_dims(const hylo_mamba2_dims *d, hylo_error *err);
+
+/* The selective scan of T tokens (spec sec. 4) continuing from `ssm_state` (updated in place).
+ * x [T, x_heads, P], dt [T, H] (after softplus), A [H], B [T, b_groups, N], C [T, c_groups, N],
+ * D [H], ssm_state [H, P, N], y [T, H, P]. Head h reads x block h / (H / x_heads), B group
+ * h / (H / b_groups) and C group h / (H / c_groups) (the blocks are not repeated in memory):
+ *   S_h <- exp(dt_h A_h) S_h + dt_h x_h (x) B_g ;  y_h = S_h C_g + D_h x_h
+ * HYLO_SCAN_RECURRENT runs this token by token; HYLO_SCAN_CHUNKED runs the SSD form over
+ * chunks of d->chunk tokens (the last one may be shorter). Both accumulate in double within a
+ * call (the state is rounded to fp32 when the call returns) and agree to rounding. `d` must pass
+ * hylo_mamba2_check_dims; hidden, norm_groups, d_conv and eps are not used. */
+hylo_status hylo_ref_ssd_scan(const hylo_mamba2_dims *d, const float *x, const float *dt,
+                              const float *A, const float *B, const float *C, const float *D,
+                              float *ssm_state, float *y, int64_t T, hylo_scan scan,
+                              hylo_error *err);
+
 /* T tokens continuing from `state` (updated in place); x [T, D], y [T, D].
  *   [z, xBC, dt] = split(x in_proj^T) ; xBC = silu(conv(xBC) + b) ; x, B, C = split(xBC)
  *   dt_h = softplus(dt_h + dt_bias_h) ; A_h = -exp(A_log_h)
