@@ -361,6 +361,43 @@ typedef enum {
 hylo_status hylo_forward(const hylo_model *model, hylo_state *state, const int32_t *tokens,
                          int64_t T, hylo_logits_mode mode, float *logits, hylo_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Traces: named intermediate tensors of every forward of a state, for kernel debugging       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Names are "pos{P}.{tensor}" with P the first position of the forward call (so a prefill and
+ * each decode step get their own), e.g. pos0.embed, pos0.layers.3.mla.q_pe,
+ * pos8.layers.7.mamba.ssm_state, pos8.layers.9.mlp.out, pos8.norm.out, pos8.logits; the full
+ * list is in README "Traces". Every backend emits the same names in the same order. */
+typedef struct hylo_trace hylo_trace;
+
+/* `filter` is a glob (fnmatch) on full names; NULL records everything. */
+hylo_status hylo_trace_create(const char *filter, hylo_trace **out, hylo_error *err);
+void hylo_trace_free(hylo_trace *trace);
+size_t hylo_trace_count(const hylo_trace *trace);
+/* Records the forwards of `state` into `trace` from now on (NULL stops recording). The trace
+ * must outlive its use by the state. */
+void hylo_state_set_trace(hylo_state *state, hylo_trace *trace);
+/* Writes the recorded tensors (F32, in forward order) as one safetensors file (atomically);
+ * `metadata` as in hylo_safetensors_writer_open. */
+hylo_status hylo_trace_save(const hylo_trace *trace, const char *path,
+                            const char *const *metadata, hylo_error *err);
+
+/* The pieces of hylo_forward, for teacher forcing, distillation losses and running one layer
+ * in isolation. Activations are [T, D] fp32. */
+hylo_status hylo_embed(const hylo_model *model, const int32_t *tokens, int64_t T, float *x,
+                       hylo_error *err);
+/* Decoder layer `layer` on x at positions state.length .. state.length + T - 1: extends that
+ * layer's cache or state but not the state's length. `mixer_out` (may be NULL) receives the
+ * mixer output before the residual, `out` the layer output. */
+hylo_status hylo_layer_forward(const hylo_model *model, hylo_state *state, int64_t layer,
+                               const float *x, int64_t T, float *mixer_out, float *out,
+                               hylo_error *err);
+/* out = RMSNorm_final(x) */
+void hylo_final_norm(const hylo_model *model, const float *x, int64_t T, float *out);
+/* logits [T, V] = h lm_head^T, h the final-norm output */
+void hylo_lm_head(const hylo_model *model, const float *h, int64_t T, float *logits);
+
 /* The pieces of hylo_forward, for teacher forcing, distillation losses and running one layer
  * in isolation. Activations are [T, D] fp32. */
 hylo_status hylo_embed(const hylo_model *model, const int32_t *tokens, int64_t T, float *x,

@@ -390,10 +390,10 @@ START_TEST(prefill_matches_token_by_token_decode)
     float *y = pool_alloc(&p, T * D), *y_dec = pool_alloc(&p, T * D);
     hylo_gdn_state s = state_zero(&p, &m.d), s_dec = state_zero(&p, &m.d);
     hylo_error err = {0};
-    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, T, y, HYLO_SCAN_CHUNKED, &err), &err);
+    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, T, y, HYLO_SCAN_CHUNKED, NULL, &err), &err);
     for (int64_t t = 0; t < T; t++)
         ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s_dec, x + t * D, 1, y_dec + t * D,
-                                          HYLO_SCAN_RECURRENT, &err),
+                                          HYLO_SCAN_RECURRENT, NULL, &err),
                      &err);
     /* decode rounds S to fp32 after every token, prefill once at the end: measured NMSE
      * 5e-15 (y) and 2e-15 (S); 1e-12 still fails any formula error by orders */
@@ -417,11 +417,11 @@ START_TEST(split_prefill_matches_one_prefill)
     float *y = pool_alloc(&p, (a + b) * D), *y2 = pool_alloc(&p, (a + b) * D);
     hylo_gdn_state s = state_zero(&p, &m.d), s2 = state_zero(&p, &m.d);
     hylo_error err = {0};
-    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, a + b, y, HYLO_SCAN_CHUNKED, &err),
+    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, a + b, y, HYLO_SCAN_CHUNKED, NULL, &err),
                  &err);
-    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s2, x, a, y2, HYLO_SCAN_CHUNKED, &err), &err);
+    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s2, x, a, y2, HYLO_SCAN_CHUNKED, NULL, &err), &err);
     ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s2, x + a * D, b, y2 + a * D,
-                                      HYLO_SCAN_CHUNKED, &err),
+                                      HYLO_SCAN_CHUNKED, NULL, &err),
                  &err);
     /* one extra fp32 rounding of S at the split (measured NMSE 5e-16) */
     double ny = nmse_checked(y2, y, (a + b) * D, 1e-12, "y: split vs one prefill");
@@ -441,15 +441,15 @@ START_TEST(forward_rejects_bad_sizes_and_leaves_state)
     float y[24];
     hylo_error err = {0};
     m.d.v_heads = 3; /* not a multiple of H_k = 2 */
-    ck_assert_int_eq(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, 1, y, HYLO_SCAN_CHUNKED, &err),
+    ck_assert_int_eq(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, 1, y, HYLO_SCAN_CHUNKED, NULL, &err),
                      HYLO_ERR_USAGE);
     ck_assert_float_eq(s.q_conv[0], 1.0f);
     m.d.v_heads = 4;
     m.d.d_conv = 0;
-    ck_assert_int_eq(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, 1, y, HYLO_SCAN_CHUNKED, &err),
+    ck_assert_int_eq(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, 1, y, HYLO_SCAN_CHUNKED, NULL, &err),
                      HYLO_ERR_USAGE);
     m.d.d_conv = 4;
-    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, 0, y, HYLO_SCAN_CHUNKED, &err), &err);
+    ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &s, x, 0, y, HYLO_SCAN_CHUNKED, NULL, &err), &err);
     ck_assert_float_eq(s.q_conv[0], 1.0f);
     pool_free(&p);
 }
@@ -581,7 +581,7 @@ START_TEST(mixer_matches_transformers)
     const hylo_scan scans[2] = {HYLO_SCAN_CHUNKED, HYLO_SCAN_RECURRENT};
     for (int s = 0; s < 2; s++) {
         hylo_gdn_state st = state_zero(&g.copies, &m.d);
-        ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &st, x, T, y, scans[s], &err), &err);
+        ck_assert_ok(hylo_ref_gdn_forward(&m.d, &m.w, &st, x, T, y, scans[s], NULL, &err), &err);
         ck_assert_nmse(y, y_hf, (size_t)(T * D), HF_TOL, names[s]);
         printf("gdn: mixer, hylo %s vs HF Qwen3NextGatedDeltaNet: NMSE y %.2e\n", names[s],
                hylo_nmse(y, y_hf, (size_t)(T * D)));

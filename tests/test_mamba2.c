@@ -277,7 +277,7 @@ static void run_mixer(const mixer *m, const float *x, const int64_t *splits, int
     hylo_error err = {0};
     for (int i = 0, t0 = 0; i < nsplits; t0 += (int)splits[i++])
         ck_assert_ok(hylo_ref_mamba2_forward(&m->d, &m->w, &s, x + t0 * m->d.hidden, splits[i],
-                                             y + t0 * m->d.hidden, scan, &err),
+                                             y + t0 * m->d.hidden, scan, NULL, &err),
                      &err);
     *final = s;
 }
@@ -621,7 +621,7 @@ static void check_hf_decode(const hylo_safetensors *st, const mixer *m, hylo_mam
     hylo_error err = {0};
     for (int64_t i = 0; i < S; i++)
         ck_assert_ok(hylo_ref_mamba2_forward(d, &m->w, s, steps + i * d->hidden, 1,
-                                             y + i * d->hidden, HYLO_SCAN_RECURRENT, &err),
+                                             y + i * d->hidden, HYLO_SCAN_RECURRENT, NULL, &err),
                      &err);
     ck_assert_nmse(y, want, (size_t)(S * d->hidden), 1e-10, "decode after prefill");
     printf("mamba2 vs HF Mamba2Mixer %s: prefill SSM state NMSE %.3e, %lld decode steps "

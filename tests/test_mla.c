@@ -17,7 +17,7 @@ enum { D = 24, H = 4, R_Q = 16, R_KV = 10, NOPE = 6, ROPE = 8, V = 5, DQ = NOPE 
 enum { T_MAX = 11, N_VARIANTS = 16 };
 
 typedef hylo_status (*mla_fn)(const hylo_mla_layer *, hylo_mla_cache *, int64_t, const float *,
-                              int64_t, float *, hylo_error *);
+                              int64_t, float *, const hylo_tracer *, hylo_error *);
 static const mla_fn forms[2] = {hylo_ref_mla_forward, hylo_ref_mla_forward_absorbed};
 static const char *const form_names[2] = {"naive", "absorbed"};
 
@@ -101,7 +101,7 @@ static void run_pieces(const fixture *f, int form, const float *x, const int *pi
     for (int i = 0; i < n_pieces; i++) {
         ck_assert_int_le(pos + pieces[i], T_MAX);
         ck_assert_ok(forms[form](&f->layer, &cache, pos, x + pos * D, pieces[i], y + pos * D,
-                                 &err), &err);
+                                 NULL, &err), &err);
         pos += pieces[i];
     }
 }
@@ -332,17 +332,17 @@ START_TEST(bad_arguments_are_rejected)
     random_input(x, 1, 12);
     hylo_mla_layer bad = f.layer;
     bad.dims.kv_heads = 3; /* does not divide H = 4 */
-    ck_assert_int_eq(hylo_ref_mla_forward(&bad, &cache, 0, x, 1, y, &err), HYLO_ERR_USAGE);
+    ck_assert_int_eq(hylo_ref_mla_forward(&bad, &cache, 0, x, 1, y, NULL, &err), HYLO_ERR_USAGE);
     ck_assert_ptr_nonnull(strstr(err.message, "Hm must divide H"));
     bad = f.layer;
     bad.dims.rope = 7;
-    ck_assert_int_eq(hylo_ref_mla_forward_absorbed(&bad, &cache, 0, x, 1, y, &err),
+    ck_assert_int_eq(hylo_ref_mla_forward_absorbed(&bad, &cache, 0, x, 1, y, NULL, &err),
                      HYLO_ERR_USAGE);
     bad = f.layer;
     bad.w.q_b = NULL;
-    ck_assert_int_eq(hylo_ref_mla_forward(&bad, &cache, 0, x, 1, y, &err), HYLO_ERR_USAGE);
+    ck_assert_int_eq(hylo_ref_mla_forward(&bad, &cache, 0, x, 1, y, NULL, &err), HYLO_ERR_USAGE);
     ck_assert_ptr_nonnull(strstr(err.message, "q_b"));
-    ck_assert_int_eq(hylo_ref_mla_forward(&f.layer, &cache, -1, x, 1, y, &err), HYLO_ERR_RANGE);
+    ck_assert_int_eq(hylo_ref_mla_forward(&f.layer, &cache, -1, x, 1, y, NULL, &err), HYLO_ERR_RANGE);
     fixture_free(&f);
 }
 END_TEST
@@ -445,7 +445,7 @@ START_TEST(matches_transformers_deepseek_v3)
     ck_assert(y && latent && k_pe);
     for (int form = 0; form < 2; form++) {
         hylo_mla_cache cache = {latent, k_pe};
-        ck_assert_ok(forms[form](&L, &cache, 0, x, T, y, &err), &err);
+        ck_assert_ok(forms[form](&L, &cache, 0, x, T, y, NULL, &err), &err);
         printf("mla %s vs transformers DeepseekV3Attention [%s]: NMSE %.3e (HF fp32), "
                "%.3e (HF fp64), max abs %.3e\n", form_names[form], hf_cases[_i],
                hylo_nmse(y, want, (size_t)(T * d->hidden)),

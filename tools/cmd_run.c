@@ -73,7 +73,7 @@ static int32_t argmax(const float *x, int64_t n)
 /* Prefill the prompt, then feed back `generate` greedy tokens one decode step at a time.
  * Logits of every position are kept when `keep_all`, else only the last row. */
 static hylo_status run_model(const hylo_model *model, int64_t generate, bool keep_all,
-                             run_result *r, hylo_error *err)
+                             hylo_trace *trace, run_result *r, hylo_error *err)
 {
     const int64_t V = hylo_model_config(model)->vocab_size;
     const int64_t total_rows = r->n_prompt + (generate > 0 ? generate - 1 : 0);
@@ -84,6 +84,7 @@ static hylo_status run_model(const hylo_model *model, int64_t generate, bool kee
                               (long long)r->rows, (long long)V);
     hylo_state *state = NULL;
     hylo_status st = hylo_state_create(model, r->n_prompt + generate, &state, err);
+    if (st == HYLO_OK) hylo_state_set_trace(state, trace);
     if (st == HYLO_OK)
         st = hylo_forward(model, state, r->tokens, r->n_prompt,
                           keep_all ? HYLO_LOGITS_ALL : HYLO_LOGITS_LAST, r->logits, err);
@@ -124,20 +125,39 @@ static void print_top_k(const float *logits, int64_t V, int64_t k)
     free(top);
 }
 
-static hylo_status save_logits(const char *path, const run_result *r, int64_t V, hylo_error *err)
+/* The token ids fed to the model, space-separated (malloc'd), for files' metadata. */
+static char *token_list(const run_result *r)
 {
-    /* The token ids fed to the model go into the metadata, so the file is self-describing. */
-    size_t cap = (size_t)r->n_total * 12 + 1;
+    size_t cap = (size_t)r->n_total * 12 + 1, len = 0;
     char *ids = malloc(cap);
-    if (!ids) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate token list");
-    size_t len = 0;
+    if (!ids) return NULL;
     ids[0] = '\0';
     for (int64_t i = 0; i < r->n_total; i++)
         len += (size_t)snprintf(ids + len, cap - len, i ? " %d" : "%d", r->tokens[i]);
-    hylo_tensor_spec spec = {"logits", HYLO_F32, 2, {r->rows, V}};
-    const char *metadata[] = {"tokens", ids, "rows", "row r predicts the token after position r", NULL};
-    const void *data[] = {r->logits};
-    hylo_status st = hylo_safetensors_write(path, &spec, data, 1, metadata, err);
+    return ids;
+}
+
+/* Logits and traces carry the fed token ids and the model in their metadata, so each file
+ * says how it was made. */
+static hylo_status save_outputs(const char *logits_path, const char *trace_path,
+                                const hylo_trace *trace, const char *model_dir,
+                                const run_result *r, int64_t V, hylo_error *err)
+{
+    char *ids = token_list(r);
+    if (!ids) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate token list");
+    hylo_status st = HYLO_OK;
+    if (logits_path) {
+        hylo_tensor_spec spec = {"logits", HYLO_F32, 2, {r->rows, V}};
+        const char *metadata[] = {"tokens", ids, "model", model_dir, "rows",
+                                  "row r predicts the token after position r", NULL};
+        const void *data[] = {r->logits};
+        st = hylo_safetensors_write(logits_path, &spec, data, 1, metadata, err);
+    }
+    if (st == HYLO_OK && trace_path) {
+        const char *metadata[] = {"tokens", ids, "model", model_dir, "names",
+                                  "pos{P}.<tensor>, P = first position of each forward call", NULL};
+        st = hylo_trace_save(trace, trace_path, metadata, err);
+    }
     free(ids);
     return st;
 }
@@ -151,6 +171,8 @@ int cmd_run(int argc, char **argv)
         {"--generate", "N", "greedy-decode N tokens after the prompt (default 0)", NULL},
         {"--top-k", "K", "print the K largest logits of the last position", NULL},
         {"--logits", "FILE", "save the logits of every position as safetensors ('logits' [rows, V])", NULL},
+        {"--trace", "FILE", "save the named intermediate tensors of every forward (safetensors)", NULL},
+        {"--trace-filter", "GLOB", "with --trace: only names matching GLOB (e.g. '*.mla.*')", NULL},
         {"--help", NULL, "show this help", NULL},
     };
     const size_t n = sizeof opts / sizeof opts[0];
@@ -177,10 +199,14 @@ int cmd_run(int argc, char **argv)
     r.tokens = grown;
     hylo_error err = {0};
     hylo_model *model = NULL;
+    hylo_trace *trace = NULL;
+    const char *trace_path = cli_get(opts, n, "--trace");
     rc = CLI_OK;
-    if (hylo_model_load(dir, &model, &err) != HYLO_OK ||
-        run_model(model, generate, logits_path != NULL, &r, &err) != HYLO_OK ||
-        (logits_path && save_logits(logits_path, &r, hylo_model_config(model)->vocab_size, &err) != HYLO_OK)) {
+    if ((trace_path && hylo_trace_create(cli_get(opts, n, "--trace-filter"), &trace, &err) != HYLO_OK) ||
+        hylo_model_load(dir, &model, &err) != HYLO_OK ||
+        run_model(model, generate, logits_path != NULL, trace, &r, &err) != HYLO_OK ||
+        save_outputs(logits_path, trace_path, trace, dir, &r,
+                     hylo_model_config(model)->vocab_size, &err) != HYLO_OK) {
         rc = cli_fail(COMMAND, &err);
     } else {
         const hylo_config *cfg = hylo_model_config(model);
@@ -200,7 +226,9 @@ int cmd_run(int argc, char **argv)
             print_top_k(r.logits + (r.rows - 1) * V, V, top_k < V ? top_k : V);
         }
         if (logits_path) printf("logits: %s [%lld, %lld]\n", logits_path, (long long)r.rows, (long long)cfg->vocab_size);
+        if (trace_path) printf("trace: %s (%zu tensors)\n", trace_path, hylo_trace_count(trace));
     }
+    hylo_trace_free(trace);
     hylo_model_free(model);
     free(r.tokens);
     free(r.logits);

@@ -119,7 +119,7 @@ static hylo_status check_gdn_dims(const hylo_gdn_dims *d, int64_t T, hylo_scan s
  * On failure the state is left as it was. */
 hylo_status hylo_ref_gdn_forward(const hylo_gdn_dims *d, const hylo_gdn_weights *w,
                                  hylo_gdn_state *state, const float *x, int64_t T, float *y,
-                                 hylo_scan scan, hylo_error *err)
+                                 hylo_scan scan, const hylo_tracer *tr, hylo_error *err)
 {
     hylo_status st = check_gdn_dims(d, T, scan, err);
     if (st != HYLO_OK || T == 0) return st;
@@ -145,9 +145,20 @@ hylo_status hylo_ref_gdn_forward(const hylo_gdn_dims *d, const hylo_gdn_weights 
     st = hylo_ref_gated_delta_rule(d, buf.q, buf.k, buf.v, buf.g, buf.beta, state->S, buf.o, T,
                                    scan, err);
     if (st == HYLO_OK) {
+        /* trace: gdn.q, gdn.k [T, Hk, dk] (normalized, q scaled), gdn.v [T, Hv, dv],
+         * gdn.g, gdn.beta [T, Hv], gdn.o [T, Hv, dv] (the rule's output), gdn.state [Hv, dk, dv],
+         * then gdn.gated [T, Hv, dv] (after norm and gate) */
+        hylo_trace_emit(tr, "gdn.q", buf.q, 3, (int64_t[]){T, Hk, dk});
+        hylo_trace_emit(tr, "gdn.k", buf.k, 3, (int64_t[]){T, Hk, dk});
+        hylo_trace_emit(tr, "gdn.v", buf.v, 3, (int64_t[]){T, Hv, dv});
+        hylo_trace_emit(tr, "gdn.g", buf.g, 2, (int64_t[]){T, Hv});
+        hylo_trace_emit(tr, "gdn.beta", buf.beta, 2, (int64_t[]){T, Hv});
+        hylo_trace_emit(tr, "gdn.o", buf.o, 3, (int64_t[]){T, Hv, dv});
+        hylo_trace_emit(tr, "gdn.state", state->S, 3, (int64_t[]){Hv, dk, dv});
         hylo_ref_rmsnorm(buf.o, w->o_norm, buf.o, T * Hv, dv, d->eps);
         hylo_ref_linear(x, w->g_proj, NULL, buf.gate, T, D, Hv * dv);
         apply_output_gate(buf.o, buf.gate, T * Hv * dv);
+        hylo_trace_emit(tr, "gdn.gated", buf.o, 3, (int64_t[]){T, Hv, dv});
         hylo_ref_linear(buf.o, w->o_proj, NULL, y, T, Hv * dv, D);
         /* commit the conv states */
         memcpy(state->q_conv, buf.q_conv, (size_t)(Hk * dk * (K - 1)) * sizeof *buf.q_conv);

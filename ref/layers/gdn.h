@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "core/trace.h"
 #include "hylo.h"
 #include "layers/mamba2.h" /* hylo_scan */
 
@@ -80,6 +81,6 @@ hylo_status hylo_ref_gated_delta_rule(const hylo_gdn_dims *d, const float *q, co
  * `scan` chooses the chunked (WY / UT transform) form or the token recurrence. */
 hylo_status hylo_ref_gdn_forward(const hylo_gdn_dims *d, const hylo_gdn_weights *w,
                                  hylo_gdn_state *state, const float *x, int64_t T, float *y,
-                                 hylo_scan scan, hylo_error *err);
+                                 hylo_scan scan, const hylo_tracer *tr, hylo_error *err);
 
 #endif

@@ -116,7 +116,8 @@ static void gated_group_rmsnorm(const float *y, const float *z, int64_t z_stride
  *   y = (norm * GroupRMS(s * silu(z))) out_proj^T                                           */
 hylo_status hylo_ref_mamba2_forward(const hylo_mamba2_dims *d, const hylo_mamba2_weights *w,
                                     hylo_mamba2_state *state, const float *x, int64_t T,
-                                    float *y, hylo_scan scan, hylo_error *err)
+                                    float *y, hylo_scan scan, const hylo_tracer *tr,
+                                    hylo_error *err)
 {
     hylo_status st = hylo_mamba2_check_dims(d, err);
     if (st != HYLO_OK) return st;
@@ -157,6 +158,16 @@ hylo_status hylo_ref_mamba2_forward(const hylo_mamba2_dims *d, const hylo_mamba2
         memcpy(state->conv, conv_state, (size_t)conv_state_len * sizeof *conv_state);
         gated_group_rmsnorm(s, proj, rows, w->norm, normed, T, d_inner, d->norm_groups, d->eps);
         hylo_ref_linear(normed, w->out_proj, NULL, y, T, d_inner, d->hidden);
+        /* trace: mamba.xBC [T, conv_dim] (after conv + silu), mamba.dt [T, H] (after softplus),
+         * mamba.y [T, H, P] (scan output, D x included), mamba.gated [T, d_inner] (after the
+         * gated norm), mamba.ssm_state [H, P, N], mamba.conv_state [conv_dim, d_conv - 1] */
+        hylo_trace_emit(tr, "mamba.xBC", xbc, 2, (int64_t[]){T, conv_dim});
+        hylo_trace_emit(tr, "mamba.dt", dt, 2, (int64_t[]){T, H});
+        hylo_trace_emit(tr, "mamba.y", s, 3, (int64_t[]){T, H, P});
+        hylo_trace_emit(tr, "mamba.gated", normed, 2, (int64_t[]){T, d_inner});
+        hylo_trace_emit(tr, "mamba.ssm_state", state->ssm, 3, (int64_t[]){H, P, N});
+        hylo_trace_emit(tr, "mamba.conv_state", state->conv, 2,
+                        (int64_t[]){conv_dim, d->d_conv - 1});
     }
     free(arena);
     return st;

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "core/trace.h"
 #include "hylo.h"
 
 typedef struct {
@@ -77,6 +78,7 @@ hylo_status hylo_ref_ssd_scan(const hylo_mamba2_dims *d, const float *x, const f
  * agree to rounding. */
 hylo_status hylo_ref_mamba2_forward(const hylo_mamba2_dims *d, const hylo_mamba2_weights *w,
                                     hylo_mamba2_state *state, const float *x, int64_t T,
-                                    float *y, hylo_scan scan, hylo_error *err);
+                                    float *y, hylo_scan scan, const hylo_tracer *tr,
+                                    hylo_error *err);
 
 #endif

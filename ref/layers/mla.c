@@ -328,9 +328,27 @@ static void attend_all(const hylo_mla_layer *L, const hylo_mla_cache *cache,
 }
 
 /* The steps both forms share; `absorbed` picks how keys and values are read. */
+/* Trace names (see README "Traces"): mla.q_nope [T, H, nope], mla.q_pe [T, H, rope] (rotated),
+ * mla.latent [T, r_kv] and mla.k_pe [T, rope] (the new cache rows), mla.o [T, H, v]. */
+static void trace_mla(const hylo_tracer *tr, const hylo_mla_layer *L,
+                      const hylo_mla_cache *cache, int64_t pos0, int64_t T, const mla_scratch *s)
+{
+    if (!hylo_tracer_on(tr)) return;
+    const hylo_mla_dims *d = &L->dims;
+    const int64_t H = d->heads, dq = d->nope + d->rope;
+    hylo_trace_emit_slice(tr, "mla.q_nope", s->q, T * H, dq, 0, d->nope, 3,
+                          (int64_t[]){T, H, d->nope});
+    hylo_trace_emit_slice(tr, "mla.q_pe", s->q, T * H, dq, d->nope, d->rope, 3,
+                          (int64_t[]){T, H, d->rope});
+    hylo_trace_emit(tr, "mla.latent", cache->latent + pos0 * d->kv_rank, 2,
+                    (int64_t[]){T, d->kv_rank});
+    hylo_trace_emit(tr, "mla.k_pe", cache->k_pe + pos0 * d->rope, 2, (int64_t[]){T, d->rope});
+    hylo_trace_emit(tr, "mla.o", s->o, 3, (int64_t[]){T, H, d->v});
+}
+
 static hylo_status mla_forward(const hylo_mla_layer *L, hylo_mla_cache *cache, int64_t pos0,
                                const float *x, int64_t T, float *y, bool absorbed,
-                               hylo_error *err)
+                               const hylo_tracer *tr, hylo_error *err)
 {
     hylo_status st = mla_check(L, cache, pos0, x, T, y, err);
     if (st != HYLO_OK || T == 0) return st;
@@ -344,6 +362,7 @@ static hylo_status mla_forward(const hylo_mla_layer *L, hylo_mla_cache *cache, i
     if (s.keys) mla_rebuild_keys(L, cache, len, &s);
     if (s.q_abs) mla_absorb_queries(L, T, &s);
     attend_all(L, cache, &s, absorbed, pos0, T);
+    trace_mla(tr, L, cache, pos0, T, &s);
     /* y = out(concat_h o_h) */
     hylo_ref_linear(s.o, L->w.out, NULL, y, T, L->dims.heads * L->dims.v, L->dims.hidden);
     free_scratch(&s);
@@ -357,9 +376,9 @@ static hylo_status mla_forward(const hylo_mla_layer *L, hylo_mla_cache *cache, i
  *   o_h = sum_j softmax(s)_j v(j, g) ;  y = out(concat_h o_h)                            */
 hylo_status hylo_ref_mla_forward(const hylo_mla_layer *layer, hylo_mla_cache *cache,
                                  int64_t pos0, const float *x, int64_t T, float *y,
-                                 hylo_error *err)
+                                 const hylo_tracer *tr, hylo_error *err)
 {
-    return mla_forward(layer, cache, pos0, x, T, y, false, err);
+    return mla_forward(layer, cache, pos0, x, T, y, false, tr, err);
 }
 
 /* x [T, D], y [T, D]; cache latent [pos0 + T, r_kv], k_pe [pos0 + T, rope].
@@ -370,7 +389,7 @@ hylo_status hylo_ref_mla_forward(const hylo_mla_layer *layer, hylo_mla_cache *ca
  * With a k_norm, s_j uses the rebuilt keys as in the naive form (see the top of this file). */
 hylo_status hylo_ref_mla_forward_absorbed(const hylo_mla_layer *layer, hylo_mla_cache *cache,
                                           int64_t pos0, const float *x, int64_t T, float *y,
-                                          hylo_error *err)
+                                          const hylo_tracer *tr, hylo_error *err)
 {
-    return mla_forward(layer, cache, pos0, x, T, y, true, err);
+    return mla_forward(layer, cache, pos0, x, T, y, true, tr, err);
 }

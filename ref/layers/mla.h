@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "core/trace.h"
 #include "hylo.h"
 
 typedef struct {
@@ -60,9 +61,9 @@ typedef struct {
  * latent, so the absorbed form decompresses keys as the naive one does. */
 hylo_status hylo_ref_mla_forward(const hylo_mla_layer *layer, hylo_mla_cache *cache,
                                  int64_t pos0, const float *x, int64_t T, float *y,
-                                 hylo_error *err);
+                                 const hylo_tracer *tr, hylo_error *err);
 hylo_status hylo_ref_mla_forward_absorbed(const hylo_mla_layer *layer, hylo_mla_cache *cache,
                                           int64_t pos0, const float *x, int64_t T, float *y,
-                                          hylo_error *err);
+                                          const hylo_tracer *tr, hylo_error *err);
 
 #endif

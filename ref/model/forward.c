@@ -60,7 +60,8 @@ static void add_into(float *x, const float *y, int64_t n)
  *   q, k <- RoPE(q, p), RoPE(k, p)                     (rotate-half pairs)
  *   y = Attention(q, K_cache, V_cache) Wo^T + bo                                          */
 static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t li,
-                                   activations *a, int64_t T, hylo_error *err)
+                                   activations *a, int64_t T, const hylo_tracer *tr,
+                                   hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
     const hylo_attention_weights *w = &m->layers[li].attn;
@@ -85,53 +86,71 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     hylo_status st = hylo_ref_attention(a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
                                         1.0 / sqrt((double)hd), err);
     if (st != HYLO_OK) return st;
+    /* trace: attn.q [T, H, hd] and attn.k [T, Hkv, hd] after norms and RoPE, attn.v, and the
+     * attention output attn.o [T, H, hd] before o_proj */
+    hylo_trace_emit(tr, "attn.q", a->q, 3, (int64_t[]){T, H, hd});
+    hylo_trace_emit(tr, "attn.k", k_new, 3, (int64_t[]){T, Hkv, hd});
+    hylo_trace_emit(tr, "attn.v", v_new, 3, (int64_t[]){T, Hkv, hd});
+    hylo_trace_emit(tr, "attn.o", a->att, 3, (int64_t[]){T, H, hd});
     hylo_ref_linear(a->att, w->wo, w->bo, a->y, T, H * hd, D);
     return HYLO_OK;
 }
 
 /* The layer's token mixer on a->xn [T, D] into a->y [T, D], extending its cache or state. */
 static hylo_status mixer_block(const hylo_model *m, hylo_state *s, int64_t li, activations *a,
-                               int64_t T, hylo_error *err)
+                               int64_t T, const hylo_tracer *tr, hylo_error *err)
 {
     hylo_layer_state *ls = &s->layers[li];
     const hylo_scan scan = T > 1 ? HYLO_SCAN_CHUNKED : HYLO_SCAN_RECURRENT;
     switch (m->layers[li].mixer) {
-    case HYLO_MIXER_ATTENTION: return attention_block(m, s, li, a, T, err);
+    case HYLO_MIXER_ATTENTION: return attention_block(m, s, li, a, T, tr, err);
     case HYLO_MIXER_MLA: {
         hylo_mla_layer mla = hylo_model_mla_layer(m, li);
-        return T > 1 ? hylo_ref_mla_forward(&mla, &ls->mla, s->length, a->xn, T, a->y, err)
-                     : hylo_ref_mla_forward_absorbed(&mla, &ls->mla, s->length, a->xn, T, a->y, err);
+        return T > 1 ? hylo_ref_mla_forward(&mla, &ls->mla, s->length, a->xn, T, a->y, tr, err)
+                     : hylo_ref_mla_forward_absorbed(&mla, &ls->mla, s->length, a->xn, T, a->y, tr,
+                                                     err);
     }
     case HYLO_MIXER_MAMBA2: {
         hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
         return hylo_ref_mamba2_forward(&d, &m->layers[li].mamba2, &ls->mamba2, a->xn, T, a->y,
-                                       scan, err);
+                                       scan, tr, err);
     }
     case HYLO_MIXER_GDN: {
         hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
-        return hylo_ref_gdn_forward(&d, &m->layers[li].gdn, &ls->gdn, a->xn, T, a->y, scan, err);
+        return hylo_ref_gdn_forward(&d, &m->layers[li].gdn, &ls->gdn, a->xn, T, a->y, scan, tr,
+                                    err);
     }
     }
     return hylo_error_set(err, HYLO_ERR_USAGE, "layer %lld has an unknown mixer", (long long)li);
 }
 
-/* a->x <- layer li of a->x; the mixer output before the residual goes to mixer_out if given. */
+/* a->x <- layer li of a->x; the mixer output before the residual goes to mixer_out if given.
+ * Trace (under layers.{li}): input_norm, the mixer's own tensors, mixer.out, post_norm,
+ * mlp.out, out, all [T, D] but the mixer's. */
 static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
-                                 activations *a, int64_t T, float *mixer_out, hylo_error *err)
+                                 activations *a, int64_t T, float *mixer_out,
+                                 const hylo_tracer *root, hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
     const hylo_layer_weights *w = &m->layers[li];
     const int64_t D = c->hidden_size;
+    const int64_t shape[2] = {T, D};
+    const hylo_tracer tr = hylo_tracer_child(root, "layers.%lld", (long long)li);
     hylo_ref_rmsnorm(a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
-    hylo_status st = mixer_block(m, s, li, a, T, err);
+    hylo_trace_emit(&tr, "input_norm", a->xn, 2, shape);
+    hylo_status st = mixer_block(m, s, li, a, T, &tr, err);
     if (st != HYLO_OK) return st;
+    hylo_trace_emit(&tr, "mixer.out", a->y, 2, shape);
     if (mixer_out) memcpy(mixer_out, a->y, (size_t)(T * D) * sizeof(float));
     add_into(a->x, a->y, T * D);
     hylo_ref_rmsnorm(a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
+    hylo_trace_emit(&tr, "post_norm", a->xn, 2, shape);
     st = hylo_ref_swiglu_mlp(a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
                              w->b_down, a->y, T, D, c->intermediate_size, err);
     if (st != HYLO_OK) return st;
+    hylo_trace_emit(&tr, "mlp.out", a->y, 2, shape);
     add_into(a->x, a->y, T * D);
+    hylo_trace_emit(&tr, "out", a->x, 2, shape);
     return HYLO_OK;
 }
 
@@ -192,7 +211,9 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
     if (st == HYLO_OK) st = alloc_activations(&a, &m->cfg, T, err);
     if (st != HYLO_OK) return st;
     memcpy(a.x, x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
-    st = decoder_layer(m, s, layer, &a, T, mixer_out, err);
+    const hylo_tracer root = {s->trace, ""};
+    const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
+    st = decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err);
     if (st == HYLO_OK) memcpy(out, a.x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
     free_activations(&a);
     return st;
@@ -208,15 +229,21 @@ hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *toke
     activations a = {0};
     if (st == HYLO_OK) st = alloc_activations(&a, c, T, err);
     if (st != HYLO_OK) return st;
+    /* trace names: pos{P}.embed [T, D], the layers, pos{P}.norm.out [rows, D], pos{P}.logits */
+    const hylo_tracer root = {s->trace, ""};
+    const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
     st = hylo_embed(m, tokens, T, a.x, err);
+    hylo_trace_emit(&tr, "embed", a.x, 2, (int64_t[]){T, D});
     for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
-        st = decoder_layer(m, s, li, &a, T, NULL, err);
+        st = decoder_layer(m, s, li, &a, T, NULL, &tr, err);
     if (st == HYLO_OK) {
         /* Only the rows whose logits are wanted go through the final norm and LM head. */
-        int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1;
+        int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1, rows = T - first;
         if (mode != HYLO_LOGITS_NONE) {
-            hylo_final_norm(m, a.x + first * D, T - first, a.xn);
-            hylo_lm_head(m, a.xn, T - first, logits);
+            hylo_final_norm(m, a.x + first * D, rows, a.xn);
+            hylo_lm_head(m, a.xn, rows, logits);
+            hylo_trace_emit(&tr, "norm.out", a.xn, 2, (int64_t[]){rows, D});
+            hylo_trace_emit(&tr, "logits", logits, 2, (int64_t[]){rows, c->vocab_size});
         }
         s->length += T; /* only a complete forward extends the sequence */
     }

@@ -90,6 +90,7 @@ struct hylo_state {
     int64_t length;            /* positions processed              */
     int64_t capacity;          /* positions the growing caches hold */
     hylo_layer_state *layers;  /* [L]                               */
+    hylo_trace *trace;         /* records the forwards when not NULL */
 };
 
 /* Every parameter of the model `cfg` + `hybrid` (NULL: the teacher), in checkpoint order.

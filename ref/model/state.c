@@ -52,6 +52,11 @@ void hylo_state_free(hylo_state *state)
     free(state);
 }
 
+void hylo_state_set_trace(hylo_state *state, hylo_trace *trace)
+{
+    state->trace = trace;
+}
+
 int64_t hylo_state_length(const hylo_state *state)
 {
     return state->length;
