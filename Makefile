@@ -54,6 +54,11 @@ asan: deps
 	@$(MAKE) --no-print-directory test BUILD=build/asan OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
+# Regenerates golden/cases/ from ref/ (deterministic: byte-identical on every run).
+golden: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/make-golden.sh $(BUILD)
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tools/demo.sh $(BUILD)

@@ -40,5 +40,6 @@ int cli_fail(const char *command, const hylo_error *err);
 int cmd_init(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

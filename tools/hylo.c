@@ -12,6 +12,7 @@ static const struct {
     {"init", cmd_init, "write a deterministic random checkpoint of a built-in preset"},
     {"run", cmd_run, "run a checkpoint on token ids: prefill, greedy decode, logits"},
     {"info", cmd_info, "parameters, KV cache and state memory of a teacher or hybrid"},
+    {"diff", cmd_diff, "compare two traces (or any safetensors) tensor by tensor"},
 };
 
 static void usage(void)

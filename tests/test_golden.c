@@ -1,0 +1,141 @@
+/* test_golden.c: golden-file regression. Every case of golden/cases/ (made by `make golden`)
+ * is rerun through the `hylo` CLI exactly as its manifest says, and its trace is compared with
+ * the expected one by `hylo diff` under the manifest's tolerances; on a mismatch the diff
+ * table, which names the first divergent tensor in forward order, is printed. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "io/json.h"
+#include "testutil.h"
+
+static const char *golden_dir(void)
+{
+    static char path[1024];
+    const char *root = getenv("HYLO_TEST_ROOT");
+    snprintf(path, sizeof path, "%s/golden/cases", root ? root : ".");
+    return path;
+}
+
+/* The manifest's "generate" count. */
+static int64_t manifest_generate(const char *manifest)
+{
+    char *text;
+    size_t len;
+    cJSON *root = NULL;
+    hylo_error err = {0};
+    ck_assert_ok(hylo_json_read_file(manifest, 1 << 20, &text, &len, &err), &err);
+    ck_assert_ok(hylo_json_parse_object(text, len, manifest, "a golden manifest", &root, &err), &err);
+    free(text);
+    const hylo_json_reader r = {root, "", manifest, &err};
+    int64_t generate = -1;
+    ck_assert_ok(hylo_json_read_int(&r, "generate", &generate, NULL), &err);
+    cJSON_Delete(root);
+    ck_assert_int_ge(generate, 0);
+    return generate;
+}
+
+static int run(const char *cmd)
+{
+    int raw = system(cmd);
+    ck_assert_msg(raw != -1 && WIFEXITED(raw), "could not run: %s", cmd);
+    return WEXITSTATUS(raw);
+}
+
+static void check_case(const char *name)
+{
+    char dir[1200], manifest[1300], cmd[6000];
+    snprintf(dir, sizeof dir, "%s/%s", golden_dir(), name);
+    snprintf(manifest, sizeof manifest, "%s/manifest.json", dir);
+    int64_t generate = manifest_generate(manifest);
+    snprintf(cmd, sizeof cmd,
+             "%s run --model %s/model --tokens-file %s/tokens.txt --generate %lld "
+             "--trace %s.trace.safetensors > %s.run.txt 2>&1",
+             hylo_test_cli(), dir, dir, (long long)generate, name, name);
+    ck_assert_msg(run(cmd) == 0, "golden case %s: hylo run failed (see %s.run.txt)", name, name);
+    snprintf(cmd, sizeof cmd,
+             "%s diff %s/trace.safetensors %s.trace.safetensors --tolerances %s > %s.diff.txt",
+             hylo_test_cli(), dir, name, manifest, name);
+    int rc = run(cmd);
+    if (rc != 0) {
+        size_t len;
+        char diff_path[256];
+        snprintf(diff_path, sizeof diff_path, "%s.diff.txt", name);
+        char *table = (char *)hylo_test_read_file(diff_path, &len);
+        printf("golden case %s differs from the reference:\n%s", name, table);
+        free(table);
+    }
+    ck_assert_msg(rc == 0, "golden case %s: hylo diff exit %d (table above)", name, rc);
+}
+
+START_TEST(every_golden_case_matches)
+{
+    DIR *d = opendir(golden_dir());
+    ck_assert_msg(d != NULL, "no golden cases in %s (run make golden)", golden_dir());
+    int cases = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        check_case(e->d_name);
+        cases++;
+    }
+    closedir(d);
+    ck_assert_int_ge(cases, 4);
+}
+END_TEST
+
+/* The comparison itself must be able to fail: a perturbed trace is caught and the first
+ * divergent tensor is named. */
+START_TEST(diff_names_the_first_divergent_tensor)
+{
+    char expected[1300];
+    snprintf(expected, sizeof expected, "%s/tiny-hybrid-m2/trace.safetensors", golden_dir());
+    hylo_error err = {0};
+    hylo_safetensors *st = NULL;
+    ck_assert_ok(hylo_safetensors_open(expected, &st, &err), &err);
+    size_t n = hylo_safetensors_count(st);
+    hylo_tensor_spec *specs = calloc(n, sizeof *specs);
+    const void **data = calloc(n, sizeof *data);
+    float **copies = calloc(n, sizeof *copies);
+    const char *victim = "pos0.layers.1.mamba.y";
+    for (size_t i = 0; i < n; i++) {
+        const hylo_tensor_view *v = hylo_safetensors_at(st, i);
+        specs[i] = (hylo_tensor_spec){v->name, v->dtype, v->ndim, {0}};
+        memcpy(specs[i].shape, v->shape, sizeof specs[i].shape);
+        copies[i] = malloc(v->nbytes + 4);
+        memcpy(copies[i], v->data, v->nbytes);
+        if (strcmp(v->name, victim) == 0) copies[i][3] += 0.01f; /* one element */
+        data[i] = copies[i];
+    }
+    ck_assert_ok(hylo_safetensors_write("perturbed.safetensors", specs, data, n, NULL, &err), &err);
+    char cmd[4000];
+    snprintf(cmd, sizeof cmd, "%s diff %s perturbed.safetensors > perturbed.txt", hylo_test_cli(),
+             expected);
+    ck_assert_int_eq(run(cmd), 1);
+    size_t len;
+    char *table = (char *)hylo_test_read_file("perturbed.txt", &len);
+    char want[256];
+    snprintf(want, sizeof want, "first divergent tensor: %s\n", victim);
+    ck_assert_msg(strstr(table, want) != NULL, "%s", table);
+    free(table);
+    for (size_t i = 0; i < n; i++) free(copies[i]);
+    free(copies);
+    free(specs);
+    free(data);
+    hylo_safetensors_close(st);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("golden");
+    TCase *tc = tcase_create("regression");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, every_golden_case_matches);
+    tcase_add_test(tc, diff_names_the_first_divergent_tensor);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+HYLO_TEST_MAIN

@@ -1,0 +1,47 @@
+#!/bin/sh
+# make golden: regenerates golden/cases/ from the reference implementation. Each case is a tiny
+# model, a token schedule (a prefill, then greedy decode steps) and the expected trace of every
+# forward, with a manifest giving per-tensor tolerances and the exact commands. Deterministic:
+# running it twice gives byte-identical files (weights depend only on the seed and names).
+set -eu
+build=${1:-build}
+hylo="$build/hylo"
+out=golden/cases
+tokens="7 1 42 3 99 5 17 250 11 64 2 128"   # 12 tokens: crosses the chunks of 8 and 4
+generate=3
+rm -rf "$out"
+mkdir -p "$out"
+
+# name preset seed dtype
+while read -r name preset seed dtype; do
+    dir="$out/$name"
+    mkdir -p "$dir"
+    "$hylo" init --preset "$preset" --seed "$seed" --dtype "$dtype" --out "$dir/model" >/dev/null
+    echo "$tokens" > "$dir/tokens.txt"
+    "$hylo" run --model "$dir/model" --tokens-file "$dir/tokens.txt" --generate "$generate" \
+        --trace "$dir/trace.safetensors" >/dev/null
+    cat > "$dir/manifest.json" <<JSON
+{
+  "case": "$name",
+  "made_by": [
+    "hylo init --preset $preset --seed $seed --dtype $dtype --out model",
+    "hylo run --model model --tokens-file tokens.txt --generate $generate --trace trace.safetensors"
+  ],
+  "model": "model",
+  "tokens_file": "tokens.txt",
+  "generate": $generate,
+  "expected": "trace.safetensors",
+  "tolerances_note": "fp32 storage with double accumulation: another fp32 implementation differs by reduction order (relative 1e-7 per element, NMSE ~1e-14 per op); 1e-10 per tensor and 1e-9 for logits, which accumulate every layer, leave margin while a wrong formula gives > 1e-4",
+  "tolerances": [
+    {"pattern": "*.logits", "nmse": 1e-9},
+    {"pattern": "*", "nmse": 1e-10}
+  ]
+}
+JSON
+done <<CASES
+tiny-llama tiny-llama 1 bf16
+tiny-qwen3 tiny-qwen3 2 bf16
+tiny-hybrid-m2 tiny-hybrid-m2 3 bf16
+tiny-hybrid-gdn tiny-hybrid-gdn 4 bf16
+CASES
+du -sh "$out"
