@@ -127,6 +127,27 @@ START_TEST(diff_names_the_first_divergent_tensor)
 }
 END_TEST
 
+/* The README's last bisection step: one layer rerun on the traced input of a golden case gives
+ * that layer's part of the expected trace (run-layer, then diff --subset). */
+START_TEST(one_layer_reruns_in_isolation)
+{
+    char dir[1200], cmd[6000];
+    snprintf(dir, sizeof dir, "%s/tiny-hybrid-gdn", golden_dir());
+    snprintf(cmd, sizeof cmd,
+             "%s run-layer --model %s/model --layer 1 --input %s/trace.safetensors "
+             "--input-name pos0.layers.0.out --trace layer1.safetensors > /dev/null && "
+             "%s diff layer1.safetensors %s/trace.safetensors --subset --tolerances %s/manifest.json "
+             "> layer1.txt",
+             hylo_test_cli(), dir, dir, hylo_test_cli(), dir, dir);
+    ck_assert_int_eq(run(cmd), 0);
+    size_t len;
+    char *table = (char *)hylo_test_read_file("layer1.txt", &len);
+    ck_assert_ptr_nonnull(strstr(table, "pos0.layers.1.gdn.state"));
+    ck_assert_ptr_nonnull(strstr(table, "diff: 13 passed, 0 failed"));
+    free(table);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("golden");
@@ -134,6 +155,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, every_golden_case_matches);
     tcase_add_test(tc, diff_names_the_first_divergent_tensor);
+    tcase_add_test(tc, one_layer_reruns_in_isolation);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -41,5 +41,6 @@ int cmd_init(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_run_layer(int argc, char **argv);
 
 #endif

@@ -225,6 +225,7 @@ int cmd_diff(int argc, char **argv)
         {"--tol", "GLOB=NMSE[,ABS]", "tolerance for names matching GLOB (repeatable; first match wins)", NULL},
         {"--tolerances", "FILE", "JSON with \"tolerances\": [{pattern, nmse, max_abs}] (a golden manifest)", NULL},
         {"--default-nmse", "X", "tolerance of names no rule matches (default 1e-10)", NULL},
+        {"--subset", NULL, "compare A's tensors only (B may hold more, e.g. a whole-model trace)", NULL},
         {"--json", NULL, "print JSON instead of the table", NULL},
         {"--help", NULL, "show this help", NULL},
     };
@@ -286,7 +287,7 @@ int cmd_diff(int argc, char **argv)
             const hylo_tensor_view *va = hylo_safetensors_at(a, i);
             compare_tensor(va, hylo_safetensors_find(b, va->name), &tol, &c[rows++]);
         }
-        for (size_t i = 0; i < nb; i++) { /* tensors only B has */
+        for (size_t i = 0; !cli_get(opts, n, "--subset") && i < nb; i++) { /* only in B */
             const hylo_tensor_view *vb = hylo_safetensors_at(b, i);
             if (hylo_safetensors_find(a, vb->name)) continue;
             c[rows] = (comparison){.name = vb->name, .tol = rule_for(&tol, vb->name),

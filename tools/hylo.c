@@ -13,6 +13,7 @@ static const struct {
     {"run", cmd_run, "run a checkpoint on token ids: prefill, greedy decode, logits"},
     {"info", cmd_info, "parameters, KV cache and state memory of a teacher or hybrid"},
     {"diff", cmd_diff, "compare two traces (or any safetensors) tensor by tensor"},
+    {"run-layer", cmd_run_layer, "rerun one layer on a traced input, tracing it"},
 };
 
 static void usage(void)
