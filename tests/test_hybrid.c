@@ -22,6 +22,31 @@ static char *make_hybrid(const char *preset, hylo_dtype dtype, uint64_t seed)
     return dir;
 }
 
+/* A model and two fresh states on it (two runs to compare). */
+typedef struct {
+    char *dir;
+    hylo_model *m;
+    hylo_state *a, *b;
+} fixture;
+
+static fixture open_fixture(const char *preset, hylo_dtype dtype, uint64_t seed)
+{
+    fixture f = {make_hybrid(preset, dtype, seed), NULL, NULL, NULL};
+    hylo_error err = {0};
+    ck_assert_ok(hylo_model_load(f.dir, &f.m, &err), &err);
+    ck_assert_ok(hylo_state_create(f.m, 0, &f.a, &err), &err);
+    ck_assert_ok(hylo_state_create(f.m, 0, &f.b, &err), &err);
+    return f;
+}
+
+static void close_fixture(fixture *f)
+{
+    hylo_state_free(f->a);
+    hylo_state_free(f->b);
+    hylo_model_free(f->m);
+    free(f->dir);
+}
+
 static float *run_all(const hylo_model *m, hylo_state *s, const int32_t *tokens, int64_t T)
 {
     float *logits = malloc((size_t)(T * hylo_model_config(m)->vocab_size) * sizeof *logits);
@@ -44,13 +69,10 @@ static void random_tokens(int32_t *t, int64_t T, int64_t V, uint64_t seed)
  * boundary or absorption gives > 1e-4. */
 START_TEST(prefill_equals_token_by_token_decode)
 {
-    char *dir = make_hybrid(presets[_i], HYLO_F32, 11);
+    fixture f = open_fixture(presets[_i], HYLO_F32, 11);
+    hylo_model *m = f.m;
+    hylo_state *a = f.a, *b = f.b;
     hylo_error err = {0};
-    hylo_model *m = NULL;
-    hylo_state *a = NULL, *b = NULL;
-    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
-    ck_assert_ok(hylo_state_create(m, 0, &a, &err), &err);
-    ck_assert_ok(hylo_state_create(m, 0, &b, &err), &err);
     const int64_t V = hylo_model_config(m)->vocab_size;
     enum { T = 37 };
     int32_t tokens[T];
@@ -63,22 +85,15 @@ START_TEST(prefill_equals_token_by_token_decode)
     ck_assert(hylo_max_abs_diff(prefill, prefill + V, (size_t)V) > 1e-3); /* logits carry signal */
     free(prefill);
     free(decode);
-    hylo_state_free(a);
-    hylo_state_free(b);
-    hylo_model_free(m);
-    free(dir);
+    close_fixture(&f);
 }
 END_TEST
 
 START_TEST(prefill_100_then_50_equals_prefill_150)
 {
-    char *dir = make_hybrid(presets[_i], HYLO_BF16, 12);
-    hylo_error err = {0};
-    hylo_model *m = NULL;
-    hylo_state *a = NULL, *b = NULL;
-    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
-    ck_assert_ok(hylo_state_create(m, 0, &a, &err), &err);
-    ck_assert_ok(hylo_state_create(m, 0, &b, &err), &err);
+    fixture f = open_fixture(presets[_i], HYLO_BF16, 12);
+    hylo_model *m = f.m;
+    hylo_state *a = f.a, *b = f.b;
     const int64_t V = hylo_model_config(m)->vocab_size;
     int32_t tokens[150];
     random_tokens(tokens, 150, V, 8);
@@ -91,10 +106,7 @@ START_TEST(prefill_100_then_50_equals_prefill_150)
     free(whole);
     free(first);
     free(second);
-    hylo_state_free(a);
-    hylo_state_free(b);
-    hylo_model_free(m);
-    free(dir);
+    close_fixture(&f);
 }
 END_TEST
 
@@ -146,13 +158,10 @@ END_TEST
  * (the same arithmetic: equal to the bit). */
 START_TEST(layer_by_layer_equals_forward)
 {
-    char *dir = make_hybrid(presets[_i], HYLO_F32, 4);
+    fixture f = open_fixture(presets[_i], HYLO_F32, 4);
+    hylo_model *m = f.m;
+    hylo_state *a = f.a, *b = f.b;
     hylo_error err = {0};
-    hylo_model *m = NULL;
-    hylo_state *a = NULL, *b = NULL;
-    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
-    ck_assert_ok(hylo_state_create(m, 0, &a, &err), &err);
-    ck_assert_ok(hylo_state_create(m, 0, &b, &err), &err);
     const hylo_config *c = hylo_model_config(m);
     const int64_t D = c->hidden_size, V = c->vocab_size;
     enum { T = 13 };
@@ -181,10 +190,7 @@ START_TEST(layer_by_layer_equals_forward)
     free(mix);
     free(got);
     free(want);
-    hylo_state_free(a);
-    hylo_state_free(b);
-    hylo_model_free(m);
-    free(dir);
+    close_fixture(&f);
 }
 END_TEST
 

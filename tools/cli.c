@@ -138,3 +138,21 @@ int cli_fail(const char *command, const hylo_error *err)
     fprintf(stderr, "hylo %s: %s\n", command, err->message);
     return CLI_FAIL;
 }
+
+hylo_status cli_preset_model(const char *preset, const char *layout, hylo_config *cfg,
+                             hylo_hybrid_config *hybrid, bool *is_hybrid, hylo_error *err)
+{
+    *is_hybrid = true;
+    if (hylo_hybrid_preset(preset, cfg, hybrid, NULL) == HYLO_OK)
+        return layout ? hylo_error_set(err, HYLO_ERR_USAGE, "%s is already a hybrid: drop --layout",
+                                       preset)
+                      : HYLO_OK;
+    hylo_status st = hylo_preset(preset, cfg, err);
+    if (st != HYLO_OK) return st;
+    *is_hybrid = layout != NULL;
+    if (!layout) {
+        hylo_hybrid_teacher(cfg, hybrid);
+        return HYLO_OK;
+    }
+    return hylo_hybrid_layout(cfg, layout, hybrid, err);
+}

@@ -34,12 +34,17 @@ bool cli_int(const char *command, const cli_option *opts, size_t n, const char *
 /* Parses whitespace- or comma-separated token ids; *out is malloc'd. */
 bool cli_parse_tokens(const char *command, const char *text, const char *source, int32_t **out,
                       int64_t *count);
+/* A preset as a model: a teacher preset (all attention; a hybrid of it with `layout`), or a
+ * built-in hybrid preset (with `layout` NULL). */
+hylo_status cli_preset_model(const char *preset, const char *layout, hylo_config *cfg,
+                             hylo_hybrid_config *hybrid, bool *is_hybrid, hylo_error *err);
 /* Prints "hylo COMMAND: message" for a failed call; returns CLI_FAIL. */
 int cli_fail(const char *command, const hylo_error *err);
 
 int cmd_init(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_bench_kl(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_run_layer(int argc, char **argv);
 

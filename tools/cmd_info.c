@@ -38,18 +38,10 @@ static hylo_status describe_target(const cli_option *opts, size_t n, model_desc 
         return st;
     }
     snprintf(d->name, sizeof d->name, "%s%s%s", preset, layout ? " " : "", layout ? layout : "");
-    if (hylo_hybrid_preset(preset, &d->base, &d->hybrid, NULL) == HYLO_OK) {
-        d->base.tie_word_embeddings = false;
-        return layout ? hylo_error_set(err, HYLO_ERR_USAGE, "%s is already a hybrid", preset)
-                      : HYLO_OK;
-    }
-    st = hylo_preset(preset, &d->base, err);
-    if (st != HYLO_OK || !layout) {
-        if (st == HYLO_OK) hylo_hybrid_teacher(&d->base, &d->hybrid);
-        return st;
-    }
-    d->base.tie_word_embeddings = false; /* an upcycled hybrid writes lm_head (spec sec. 7) */
-    return hylo_hybrid_layout(&d->base, layout, &d->hybrid, err);
+    bool is_hybrid;
+    st = cli_preset_model(preset, layout, &d->base, &d->hybrid, &is_hybrid, err);
+    if (is_hybrid) d->base.tie_word_embeddings = false; /* hybrids write lm_head (spec sec. 7) */
+    return st;
 }
 
 /* "1, 5, 10, 14" */

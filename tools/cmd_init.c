@@ -68,17 +68,6 @@ static bool parse_dtype(const char *text, hylo_dtype *out)
     return false;
 }
 
-/* A teacher preset (a hybrid of it with --layout), or a built-in hybrid preset. */
-static bool choose_model(const char *preset, const char *layout, hylo_config *cfg,
-                         hylo_hybrid_config *hybrid, bool *is_hybrid, hylo_error *err)
-{
-    *is_hybrid = true;
-    if (!layout && hylo_hybrid_preset(preset, cfg, hybrid, NULL) == HYLO_OK) return true;
-    if (hylo_preset(preset, cfg, err) != HYLO_OK) return false;
-    *is_hybrid = layout != NULL;
-    return !layout || hylo_hybrid_layout(cfg, layout, hybrid, err) == HYLO_OK;
-}
-
 int cmd_init(int argc, char **argv)
 {
     cli_option opts[] = {
@@ -109,7 +98,8 @@ int cmd_init(int argc, char **argv)
     hylo_error err = {0};
     hylo_config cfg;
     hylo_hybrid_config hybrid;
-    if (!choose_model(preset, cli_get(opts, n, "--layout"), &cfg, &hybrid, &is_hybrid, &err)) {
+    if (cli_preset_model(preset, cli_get(opts, n, "--layout"), &cfg, &hybrid, &is_hybrid, &err) !=
+        HYLO_OK) {
         fprintf(stderr, "hylo %s: %s\n", COMMAND, err.message);
         return CLI_USAGE;
     }
