@@ -173,11 +173,13 @@ int cmd_run(int argc, char **argv)
         {"--logits", "FILE", "save the logits of every position as safetensors ('logits' [rows, V])", NULL},
         {"--trace", "FILE", "save the named intermediate tensors of every forward (safetensors)", NULL},
         {"--trace-filter", "GLOB", "with --trace: only names matching GLOB (e.g. '*.mla.*')", NULL},
+        {"--backend", "ref|cpu", "the implementation that computes (default cpu)", NULL},
+        {"--weights", "f32|bf16", "cpu backend: weight storage of decode steps (default f32)", NULL},
         {"--help", NULL, "show this help", NULL},
     };
     const size_t n = sizeof opts / sizeof opts[0];
-    int rc = cli_begin(COMMAND, "Runs a checkpoint with the reference implementation.", argc, argv,
-                       opts, n);
+    int rc = cli_begin(COMMAND, "Runs a checkpoint with the reference or the optimized CPU backend.",
+                       argc, argv, opts, n);
     if (rc != CLI_CONTINUE) return rc;
     const char *dir = cli_get(opts, n, "--model"), *logits_path = cli_get(opts, n, "--logits");
     int64_t generate, top_k;
@@ -186,8 +188,11 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "hylo %s: --model DIR is required\n", COMMAND);
         return CLI_USAGE;
     }
+    hylo_backend backend;
+    hylo_weights weights;
     if (!cli_int(COMMAND, opts, n, "--generate", 0, 1 << 20, 0, &generate) ||
         !cli_int(COMMAND, opts, n, "--top-k", 0, INT32_MAX, 0, &top_k) ||
+        !cli_backend(COMMAND, opts, n, &backend, &weights) ||
         !load_prompt(opts, n, &r.tokens, &r.n_prompt))
         return CLI_USAGE;
     int32_t *grown = realloc(r.tokens, (size_t)(r.n_prompt + generate) * sizeof *grown);
@@ -204,6 +209,7 @@ int cmd_run(int argc, char **argv)
     rc = CLI_OK;
     if ((trace_path && hylo_trace_create(cli_get(opts, n, "--trace-filter"), &trace, &err) != HYLO_OK) ||
         hylo_model_load(dir, &model, &err) != HYLO_OK ||
+        hylo_model_set_backend(model, backend, weights, &err) != HYLO_OK ||
         run_model(model, generate, logits_path != NULL, trace, &r, &err) != HYLO_OK ||
         save_outputs(logits_path, trace_path, trace, dir, &r,
                      hylo_model_config(model)->vocab_size, &err) != HYLO_OK) {

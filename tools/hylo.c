@@ -14,6 +14,7 @@ static const struct {
     {"info", cmd_info, "parameters, KV cache and state memory of a teacher or hybrid"},
     {"diff", cmd_diff, "compare two traces (or any safetensors) tensor by tensor"},
     {"run-layer", cmd_run_layer, "rerun one layer on a traced input, tracing it"},
+    {"bench", cmd_bench, "prefill / decode speed vs the measured sgemm peak and bandwidth"},
 };
 
 static void usage(void)

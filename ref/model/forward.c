@@ -15,37 +15,133 @@
 #include "layers/mla.h"
 #include "model/model.h"
 
-/* Scratch activations of one forward call. */
-typedef struct {
-    float *x;    /* [T, D]      residual stream                 */
-    float *xn;   /* [T, D]      normalized input of a sublayer  */
-    float *q;    /* [T, H, hd]  queries                         */
-    float *att;  /* [T, H, hd]  attention output per head       */
-    float *y;    /* [T, D]      sublayer output                 */
-} activations;
+/* ------------------------------------------------------------------------------------------ */
+/* The reference backend: every op is its ref/layers function (there is no context).          */
+/* ------------------------------------------------------------------------------------------ */
 
-static void free_activations(activations *a)
+static void ref_linear(void *ctx, const float *x, const float *W, const float *b, float *y,
+                       int64_t T, int64_t in, int64_t out)
 {
-    free(a->x);
-    free(a->xn);
-    free(a->q);
-    free(a->att);
-    free(a->y);
+    (void)ctx;
+    hylo_ref_linear(x, W, b, y, T, in, out);
 }
 
-static hylo_status alloc_activations(activations *a, const hylo_config *cfg, int64_t T,
+static void ref_rmsnorm(void *ctx, const float *x, const float *w, float *y, int64_t rows,
+                        int64_t n, double eps)
+{
+    (void)ctx;
+    hylo_ref_rmsnorm(x, w, y, rows, n, eps);
+}
+
+static void ref_rope_rotate_half(void *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
+                                 int64_t pos0, const double *inv_freq, double scale)
+{
+    (void)ctx;
+    for (int64_t t = 0; t < T; t++)
+        hylo_ref_rope_rotate_half(x + t * heads * dim, heads, dim, pos0 + t, inv_freq, scale);
+}
+
+static hylo_status ref_attention(void *ctx, const float *q, const float *k_cache,
+                                 const float *v_cache, float *out, int64_t T, int64_t len,
+                                 int64_t H, int64_t Hkv, int64_t hd, double scale,
+                                 hylo_error *err)
+{
+    (void)ctx;
+    return hylo_ref_attention(q, k_cache, v_cache, out, T, len, H, Hkv, hd, scale, err);
+}
+
+static hylo_status ref_swiglu_mlp(void *ctx, const float *x, const float *Wg, const float *bg,
+                                  const float *Wu, const float *bu, const float *Wd,
+                                  const float *bd, float *y, int64_t T, int64_t D, int64_t F,
+                                  hylo_error *err)
+{
+    (void)ctx;
+    return hylo_ref_swiglu_mlp(x, Wg, bg, Wu, bu, Wd, bd, y, T, D, F, err);
+}
+
+static hylo_status ref_mla_prefill(void *ctx, const hylo_mla_layer *layer,
+                                   hylo_mla_cache *cache, int64_t pos0, const float *x,
+                                   int64_t T, float *y, const hylo_tracer *tr, hylo_error *err)
+{
+    (void)ctx;
+    return hylo_ref_mla_forward(layer, cache, pos0, x, T, y, tr, err);
+}
+
+static hylo_status ref_mla_decode(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                                  int64_t pos0, const float *x, int64_t T, float *y,
+                                  const hylo_tracer *tr, hylo_error *err)
+{
+    (void)ctx;
+    return hylo_ref_mla_forward_absorbed(layer, cache, pos0, x, T, y, tr, err);
+}
+
+static hylo_status ref_mamba2(void *ctx, const hylo_mamba2_dims *d, const hylo_mamba2_weights *w,
+                              hylo_mamba2_state *state, const float *x, int64_t T, float *y,
+                              hylo_scan scan, const hylo_tracer *tr, hylo_error *err)
+{
+    (void)ctx;
+    return hylo_ref_mamba2_forward(d, w, state, x, T, y, scan, tr, err);
+}
+
+static hylo_status ref_gdn(void *ctx, const hylo_gdn_dims *d, const hylo_gdn_weights *w,
+                           hylo_gdn_state *state, const float *x, int64_t T, float *y,
+                           hylo_scan scan, const hylo_tracer *tr, hylo_error *err)
+{
+    (void)ctx;
+    return hylo_ref_gdn_forward(d, w, state, x, T, y, scan, tr, err);
+}
+
+const hylo_ops hylo_ref_ops = {
+    .backend = HYLO_BACKEND_REF,
+    .linear = ref_linear,
+    .rmsnorm = ref_rmsnorm,
+    .rope_rotate_half = ref_rope_rotate_half,
+    .attention = ref_attention,
+    .swiglu_mlp = ref_swiglu_mlp,
+    .mla_prefill = ref_mla_prefill,
+    .mla_decode = ref_mla_decode,
+    .mamba2 = ref_mamba2,
+    .gdn = ref_gdn,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* The model                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Scratch activations of one forward call: the state's own block for a decode step (T = 1),
+ * a block of the call's for a prefill. */
+typedef struct {
+    float *x;      /* [T, D]      residual stream                 */
+    float *xn;     /* [T, D]      normalized input of a sublayer  */
+    float *q;      /* [T, H, hd]  queries                         */
+    float *att;    /* [T, H, hd]  attention output per head       */
+    float *y;      /* [T, D]      sublayer output                 */
+    float *owned;  /* the block when the call allocated it        */
+} activations;
+
+int64_t hylo_activation_floats(const hylo_config *cfg, int64_t T)
+{
+    return T * (3 * cfg->hidden_size + 2 * cfg->num_heads * cfg->head_dim);
+}
+
+static hylo_status alloc_activations(activations *a, const hylo_state *s, int64_t T,
                                      hylo_error *err)
 {
-    size_t td = (size_t)(T * cfg->hidden_size), tq = (size_t)(T * cfg->num_heads * cfg->head_dim);
-    a->x = malloc(td * sizeof(float));
-    a->xn = malloc(td * sizeof(float));
-    a->q = malloc(tq * sizeof(float));
-    a->att = malloc(tq * sizeof(float));
-    a->y = malloc(td * sizeof(float));
-    if (a->x && a->xn && a->q && a->att && a->y) return HYLO_OK;
-    free_activations(a);
-    return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate activations for %lld tokens",
-                          (long long)T);
+    const hylo_config *cfg = &s->model->cfg;
+    float *block = T == 1 ? s->decode_act : NULL;
+    if (!block) {
+        a->owned = block = malloc((size_t)hylo_activation_floats(cfg, T) * sizeof(float));
+        if (!block)
+            return hylo_error_set(err, HYLO_ERR_NOMEM,
+                                  "cannot allocate activations for %lld tokens", (long long)T);
+    }
+    const int64_t td = T * cfg->hidden_size, tq = T * cfg->num_heads * cfg->head_dim;
+    a->x = block;
+    a->xn = a->x + td;
+    a->y = a->xn + td;
+    a->q = a->y + td;
+    a->att = a->q + tq;
+    return HYLO_OK;
 }
 
 static void add_into(float *x, const float *y, int64_t n)
@@ -68,23 +164,20 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     const int64_t D = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
     const int64_t pos0 = s->length;
     hylo_layer_state *ls = &s->layers[li];
+    const hylo_ops *op = s->ops;
     float *k_new = ls->k + pos0 * Hkv * hd; /* [T, Hkv, hd] inside the cache */
     float *v_new = ls->v + pos0 * Hkv * hd;
-    hylo_ref_linear(a->xn, w->wq, w->bq, a->q, T, D, H * hd);
-    hylo_ref_linear(a->xn, w->wk, w->bk, k_new, T, D, Hkv * hd);
-    hylo_ref_linear(a->xn, w->wv, w->bv, v_new, T, D, Hkv * hd);
+    op->linear(s->ctx, a->xn, w->wq, w->bq, a->q, T, D, H * hd);
+    op->linear(s->ctx, a->xn, w->wk, w->bk, k_new, T, D, Hkv * hd);
+    op->linear(s->ctx, a->xn, w->wv, w->bv, v_new, T, D, Hkv * hd);
     if (c->qk_norm) {
-        hylo_ref_rmsnorm(a->q, w->q_norm, a->q, T * H, hd, c->rms_norm_eps);
-        hylo_ref_rmsnorm(k_new, w->k_norm, k_new, T * Hkv, hd, c->rms_norm_eps);
+        op->rmsnorm(s->ctx, a->q, w->q_norm, a->q, T * H, hd, c->rms_norm_eps);
+        op->rmsnorm(s->ctx, k_new, w->k_norm, k_new, T * Hkv, hd, c->rms_norm_eps);
     }
-    for (int64_t t = 0; t < T; t++) {
-        hylo_ref_rope_rotate_half(a->q + t * H * hd, H, hd, pos0 + t, m->rope_inv_freq,
-                                  m->rope_scale);
-        hylo_ref_rope_rotate_half(k_new + t * Hkv * hd, Hkv, hd, pos0 + t, m->rope_inv_freq,
-                                  m->rope_scale);
-    }
-    hylo_status st = hylo_ref_attention(a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
-                                        1.0 / sqrt((double)hd), err);
+    op->rope_rotate_half(s->ctx, a->q, T, H, hd, pos0, m->rope_inv_freq, m->rope_scale);
+    op->rope_rotate_half(s->ctx, k_new, T, Hkv, hd, pos0, m->rope_inv_freq, m->rope_scale);
+    hylo_status st = op->attention(s->ctx, a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
+                                   1.0 / sqrt((double)hd), err);
     if (st != HYLO_OK) return st;
     /* trace: attn.q [T, H, hd] and attn.k [T, Hkv, hd] after norms and RoPE, attn.v, and the
      * attention output attn.o [T, H, hd] before o_proj */
@@ -92,7 +185,7 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     hylo_trace_emit(tr, "attn.k", k_new, 3, (int64_t[]){T, Hkv, hd});
     hylo_trace_emit(tr, "attn.v", v_new, 3, (int64_t[]){T, Hkv, hd});
     hylo_trace_emit(tr, "attn.o", a->att, 3, (int64_t[]){T, H, hd});
-    hylo_ref_linear(a->att, w->wo, w->bo, a->y, T, H * hd, D);
+    op->linear(s->ctx, a->att, w->wo, w->bo, a->y, T, H * hd, D);
     return HYLO_OK;
 }
 
@@ -101,24 +194,23 @@ static hylo_status mixer_block(const hylo_model *m, hylo_state *s, int64_t li, a
                                int64_t T, const hylo_tracer *tr, hylo_error *err)
 {
     hylo_layer_state *ls = &s->layers[li];
+    const hylo_ops *op = s->ops;
     const hylo_scan scan = T > 1 ? HYLO_SCAN_CHUNKED : HYLO_SCAN_RECURRENT;
     switch (m->layers[li].mixer) {
     case HYLO_MIXER_ATTENTION: return attention_block(m, s, li, a, T, tr, err);
     case HYLO_MIXER_MLA: {
         hylo_mla_layer mla = hylo_model_mla_layer(m, li);
-        return T > 1 ? hylo_ref_mla_forward(&mla, &ls->mla, s->length, a->xn, T, a->y, tr, err)
-                     : hylo_ref_mla_forward_absorbed(&mla, &ls->mla, s->length, a->xn, T, a->y, tr,
-                                                     err);
+        return (T > 1 ? op->mla_prefill : op->mla_decode)(s->ctx, &mla, &ls->mla, s->length,
+                                                          a->xn, T, a->y, tr, err);
     }
     case HYLO_MIXER_MAMBA2: {
         hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
-        return hylo_ref_mamba2_forward(&d, &m->layers[li].mamba2, &ls->mamba2, a->xn, T, a->y,
-                                       scan, tr, err);
+        return op->mamba2(s->ctx, &d, &m->layers[li].mamba2, &ls->mamba2, a->xn, T, a->y, scan,
+                          tr, err);
     }
     case HYLO_MIXER_GDN: {
         hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
-        return hylo_ref_gdn_forward(&d, &m->layers[li].gdn, &ls->gdn, a->xn, T, a->y, scan, tr,
-                                    err);
+        return op->gdn(s->ctx, &d, &m->layers[li].gdn, &ls->gdn, a->xn, T, a->y, scan, tr, err);
     }
     }
     return hylo_error_set(err, HYLO_ERR_USAGE, "layer %lld has an unknown mixer", (long long)li);
@@ -136,17 +228,18 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
     const int64_t D = c->hidden_size;
     const int64_t shape[2] = {T, D};
     const hylo_tracer tr = hylo_tracer_child(root, "layers.%lld", (long long)li);
-    hylo_ref_rmsnorm(a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
+    const hylo_ops *op = s->ops;
+    op->rmsnorm(s->ctx, a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
     hylo_trace_emit(&tr, "input_norm", a->xn, 2, shape);
     hylo_status st = mixer_block(m, s, li, a, T, &tr, err);
     if (st != HYLO_OK) return st;
     hylo_trace_emit(&tr, "mixer.out", a->y, 2, shape);
     if (mixer_out) memcpy(mixer_out, a->y, (size_t)(T * D) * sizeof(float));
     add_into(a->x, a->y, T * D);
-    hylo_ref_rmsnorm(a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
+    op->rmsnorm(s->ctx, a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
     hylo_trace_emit(&tr, "post_norm", a->xn, 2, shape);
-    st = hylo_ref_swiglu_mlp(a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
-                             w->b_down, a->y, T, D, c->intermediate_size, err);
+    st = op->swiglu_mlp(s->ctx, a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
+                        w->b_down, a->y, T, D, c->intermediate_size, err);
     if (st != HYLO_OK) return st;
     hylo_trace_emit(&tr, "mlp.out", a->y, 2, shape);
     add_into(a->x, a->y, T * D);
@@ -208,14 +301,14 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
                               (long long)layer, (long long)m->cfg.num_layers);
     hylo_status st = prepare(m, s, T, err);
     activations a = {0};
-    if (st == HYLO_OK) st = alloc_activations(&a, &m->cfg, T, err);
+    if (st == HYLO_OK) st = alloc_activations(&a, s, T, err);
     if (st != HYLO_OK) return st;
     memcpy(a.x, x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
     const hylo_tracer root = {s->trace, ""};
     const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
     st = decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err);
     if (st == HYLO_OK) memcpy(out, a.x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
-    free_activations(&a);
+    free(a.owned);
     return st;
 }
 
@@ -227,7 +320,7 @@ hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *toke
     hylo_status st = check_tokens(c, tokens, T, err);
     if (st == HYLO_OK) st = prepare(m, s, T, err);
     activations a = {0};
-    if (st == HYLO_OK) st = alloc_activations(&a, c, T, err);
+    if (st == HYLO_OK) st = alloc_activations(&a, s, T, err);
     if (st != HYLO_OK) return st;
     /* trace names: pos{P}.embed [T, D], the layers, pos{P}.norm.out [rows, D], pos{P}.logits */
     const hylo_tracer root = {s->trace, ""};
@@ -240,13 +333,14 @@ hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *toke
         /* Only the rows whose logits are wanted go through the final norm and LM head. */
         int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1, rows = T - first;
         if (mode != HYLO_LOGITS_NONE) {
-            hylo_final_norm(m, a.x + first * D, rows, a.xn);
-            hylo_lm_head(m, a.xn, rows, logits);
+            s->ops->rmsnorm(s->ctx, a.x + first * D, m->final_norm, a.xn, rows, D,
+                            c->rms_norm_eps);
+            s->ops->linear(s->ctx, a.xn, m->lm_head, NULL, logits, rows, D, c->vocab_size);
             hylo_trace_emit(&tr, "norm.out", a.xn, 2, (int64_t[]){rows, D});
             hylo_trace_emit(&tr, "logits", logits, 2, (int64_t[]){rows, c->vocab_size});
         }
         s->length += T; /* only a complete forward extends the sequence */
     }
-    free_activations(&a);
+    free(a.owned);
     return st;
 }

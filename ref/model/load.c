@@ -1,9 +1,10 @@
 /* load.c: hylo_model_load: config.json (+ hybrid_config.json) + checkpoint -> fp32 weights,
- * every tensor checked. */
+ * every tensor checked; the backend a model's states use. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/progress.h"
@@ -131,6 +132,8 @@ hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err)
     snprintf(path, sizeof path, "%s/config.json", dir);
     hylo_model *model = calloc(1, sizeof *model);
     if (!model) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate model");
+    model->ops = &hylo_ref_ops;
+    model->weights = HYLO_WEIGHTS_F32;
     hylo_status st = hylo_config_load(path, &model->cfg, err);
     if (st == HYLO_OK) st = load_hybrid(model, dir, err);
     if (st == HYLO_OK) {
@@ -156,8 +159,65 @@ void hylo_model_free(hylo_model *model)
     free(model->layers);
     free(model->rope_inv_freq);
     free(model->mla_inv_freq);
+    if (model->backend_weights) model->backend_weights_free(model->backend_weights);
     hylo_checkpoint_close(model->ckpt);
     free(model);
+}
+
+static const char *const backend_names[] = {"ref", "cpu"};
+static const char *const weights_names[] = {"f32", "bf16"};
+
+const char *hylo_backend_name(hylo_backend backend)
+{
+    return (unsigned)backend < 2 ? backend_names[backend] : "?";
+}
+
+bool hylo_backend_parse(const char *name, hylo_backend *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, backend_names[i]) == 0) {
+            *out = (hylo_backend)i;
+            return true;
+        }
+    return false;
+}
+
+const char *hylo_weights_name(hylo_weights weights)
+{
+    return (unsigned)weights < 2 ? weights_names[weights] : "?";
+}
+
+bool hylo_weights_parse(const char *name, hylo_weights *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, weights_names[i]) == 0) {
+            *out = (hylo_weights)i;
+            return true;
+        }
+    return false;
+}
+
+hylo_status hylo_model_set_backend(hylo_model *model, hylo_backend backend,
+                                   hylo_weights weights, hylo_error *err)
+{
+    const hylo_ops *ops = backend == HYLO_BACKEND_REF   ? &hylo_ref_ops
+                          : backend == HYLO_BACKEND_CPU ? &hylo_cpu_ops
+                                                        : NULL;
+    if (!ops || (weights != HYLO_WEIGHTS_F32 && weights != HYLO_WEIGHTS_BF16))
+        return hylo_error_set(err, HYLO_ERR_USAGE, "unknown backend %d or weight storage %d",
+                              (int)backend, (int)weights);
+    if (weights == HYLO_WEIGHTS_BF16 && backend != HYLO_BACKEND_CPU)
+        return hylo_error_set(err, HYLO_ERR_USAGE, "bf16 weights need the cpu backend, not %s",
+                              hylo_backend_name(backend));
+    const hylo_weights previous = model->weights;
+    model->weights = weights;
+    hylo_status st = ops->model_prepare ? ops->model_prepare(model, err) : HYLO_OK;
+    if (st != HYLO_OK) {
+        model->weights = previous;
+        return st;
+    }
+    model->ops = ops;
+    return HYLO_OK;
 }
 
 const hylo_config *hylo_model_config(const hylo_model *model)

@@ -83,6 +83,10 @@ struct hylo_model {
     double mla_rope_scale;       /* YaRN mscale on cos/sin               */
     float **owned;               /* widened copies to free */
     size_t n_owned;
+    const struct hylo_ops *ops;  /* the backend of states created from now on (ref by default) */
+    hylo_weights weights;        /* the cpu backend's weight storage for decode           */
+    void *backend_weights;       /* what that backend keeps per model (bf16 copies), or NULL */
+    void (*backend_weights_free)(void *backend_weights);
 };
 
 struct hylo_state {
@@ -91,7 +95,69 @@ struct hylo_state {
     int64_t capacity;          /* positions the growing caches hold */
     hylo_layer_state *layers;  /* [L]                               */
     hylo_trace *trace;         /* records the forwards when not NULL */
+    const struct hylo_ops *ops; /* its backend, fixed at creation   */
+    void *ctx;                 /* that backend's context (workspace), NULL for ref */
+    float *decode_act;         /* the forward's activations for one token (decode steps) */
 };
+
+/* ------------------------------------------------------------------------------------------ */
+/* Backends. forward.c is the one model definition: it computes every op through the state's  */
+/* table. hylo_ref_ops (forward.c) calls ref/layers; hylo_cpu_ops (backend_cpu/model/ops.c)     */
+/* the optimized layers of backend_cpu/layers. `ctx` is the state's backend context.          */
+/* Shapes and equations are those of the ref functions each entry is named after.            */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct hylo_ops {
+    hylo_backend backend;
+    /* Per model, when it selects this backend (NULL: nothing to prepare): fills
+     * backend_weights and backend_weights_free. */
+    hylo_status (*model_prepare)(hylo_model *model, hylo_error *err);
+    /* Per state: the context its ops receive, with the workspace of a decode step already
+     * allocated (NULL: the backend needs none). */
+    hylo_status (*context_create)(const hylo_model *model, void **ctx, hylo_error *err);
+    void (*context_free)(void *ctx);
+
+    /* hylo_ref_linear */
+    void (*linear)(void *ctx, const float *x, const float *W, const float *b, float *y,
+                   int64_t T, int64_t in, int64_t out);
+    /* hylo_ref_rmsnorm */
+    void (*rmsnorm)(void *ctx, const float *x, const float *w, float *y, int64_t rows,
+                    int64_t n, double eps);
+    /* hylo_ref_rope_rotate_half on T tokens x [T, heads, dim] at positions pos0 .. */
+    void (*rope_rotate_half)(void *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
+                             int64_t pos0, const double *inv_freq, double scale);
+    /* hylo_ref_attention */
+    hylo_status (*attention)(void *ctx, const float *q, const float *k_cache,
+                             const float *v_cache, float *out, int64_t T, int64_t len,
+                             int64_t H, int64_t Hkv, int64_t hd, double scale, hylo_error *err);
+    /* hylo_ref_swiglu_mlp */
+    hylo_status (*swiglu_mlp)(void *ctx, const float *x, const float *Wg, const float *bg,
+                              const float *Wu, const float *bu, const float *Wd,
+                              const float *bd, float *y, int64_t T, int64_t D, int64_t F,
+                              hylo_error *err);
+    /* hylo_ref_mla_forward (prefill) and hylo_ref_mla_forward_absorbed (decode) */
+    hylo_status (*mla_prefill)(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                               int64_t pos0, const float *x, int64_t T, float *y,
+                               const hylo_tracer *tr, hylo_error *err);
+    hylo_status (*mla_decode)(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                              int64_t pos0, const float *x, int64_t T, float *y,
+                              const hylo_tracer *tr, hylo_error *err);
+    /* hylo_ref_mamba2_forward */
+    hylo_status (*mamba2)(void *ctx, const hylo_mamba2_dims *d, const hylo_mamba2_weights *w,
+                          hylo_mamba2_state *state, const float *x, int64_t T, float *y,
+                          hylo_scan scan, const hylo_tracer *tr, hylo_error *err);
+    /* hylo_ref_gdn_forward */
+    hylo_status (*gdn)(void *ctx, const hylo_gdn_dims *d, const hylo_gdn_weights *w,
+                       hylo_gdn_state *state, const float *x, int64_t T, float *y,
+                       hylo_scan scan, const hylo_tracer *tr, hylo_error *err);
+} hylo_ops;
+
+extern const hylo_ops hylo_ref_ops;
+extern const hylo_ops hylo_cpu_ops;
+
+/* Floats of the forward's activations for T tokens (forward.c carves them from one block;
+ * a state keeps one for T = 1). */
+int64_t hylo_activation_floats(const hylo_config *cfg, int64_t T);
 
 /* Every parameter of the model `cfg` + `hybrid` (NULL: the teacher), in checkpoint order.
  * *out is malloc'd. */

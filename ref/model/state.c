@@ -1,7 +1,9 @@
 /* state.c: the per-sequence state of every layer: growing caches for attention (K, V) and MLA
- * (latent, k_pe), fixed-size recurrent states for Mamba2 and GDN (zero at the start). */
+ * (latent, k_pe), fixed-size recurrent states for Mamba2 and GDN (zero at the start), and the
+ * state's backend with its context. */
 #include <stdlib.h>
 
+#include "core/rng.h"
 #include "model/model.h"
 
 /* Floats per position of a layer's growing cache (0 for recurrent mixers). */
@@ -49,7 +51,14 @@ void hylo_state_free(hylo_state *state)
     for (int64_t i = 0; state->layers && i < state->model->cfg.num_layers; i++)
         free_layer(&state->layers[i]);
     free(state->layers);
+    free(state->decode_act);
+    if (state->ctx) state->ops->context_free(state->ctx);
     free(state);
+}
+
+hylo_backend hylo_state_backend(const hylo_state *state)
+{
+    return state->ops->backend;
 }
 
 void hylo_state_set_trace(hylo_state *state, hylo_trace *trace)
@@ -122,16 +131,70 @@ hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_st
     hylo_state *state = calloc(1, sizeof *state);
     if (!state) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
     state->model = model;
+    state->ops = model->ops ? model->ops : &hylo_ref_ops;
     state->layers = calloc((size_t)model->cfg.num_layers, sizeof *state->layers);
-    hylo_status st = state->layers ? HYLO_OK
-                                   : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
+    state->decode_act = malloc((size_t)hylo_activation_floats(&model->cfg, 1) * sizeof(float));
+    hylo_status st = state->layers && state->decode_act
+                         ? HYLO_OK
+                         : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
     for (int64_t i = 0; i < model->cfg.num_layers && st == HYLO_OK; i++)
         st = alloc_recurrent(model, i, &state->layers[i], err);
     if (st == HYLO_OK) st = hylo_state_reserve(state, capacity, err);
+    if (st == HYLO_OK && state->ops->context_create)
+        st = state->ops->context_create(model, &state->ctx, err);
     if (st != HYLO_OK) {
         hylo_state_free(state);
         return st;
     }
     *out = state;
+    return HYLO_OK;
+}
+
+/* x [n] <- N(0, 1) draws, chunk c of 65536 values from stream (stream, c): the values do not
+ * depend on the thread count. */
+static void fill_normal(float *x, int64_t n, uint64_t seed, uint64_t stream)
+{
+    const int64_t chunk = 65536, chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        hylo_rng rng;
+        hylo_rng_seed(&rng, seed, stream * 0x9e3779b97f4a7c15ull + (uint64_t)c);
+        const int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+        for (int64_t i = c * chunk; i < end; i++) x[i] = (float)hylo_rng_normal(&rng);
+    }
+}
+
+hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
+                                   hylo_error *err)
+{
+    if (state->length != 0 || length < 0)
+        return hylo_error_set(err, HYLO_ERR_USAGE,
+                              "fill_random needs a fresh state and length >= 0 (length %lld, "
+                              "state at %lld)", (long long)length, (long long)state->length);
+    hylo_status st = hylo_state_reserve(state, length, err);
+    if (st != HYLO_OK) return st;
+    const hylo_model *m = state->model;
+    uint64_t stream = 0;
+    for (int64_t i = 0; i < m->cfg.num_layers; i++) {
+        hylo_layer_state *ls = &state->layers[i];
+        size_t second_row, first_row = cache_row(m, i, &second_row);
+        if (first_row > 0) {
+            float **second, **first = cache_buffers(ls, m->layers[i].mixer, &second);
+            fill_normal(*first, length * (int64_t)first_row, seed, stream++);
+            fill_normal(*second, length * (int64_t)second_row, seed, stream++);
+        } else if (m->layers[i].mixer == HYLO_MIXER_MAMBA2) {
+            hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
+            fill_normal(ls->mamba2.ssm, d.nheads * d.headdim * d.d_state, seed, stream++);
+            fill_normal(ls->mamba2.conv, hylo_mamba2_conv_dim(&d) * (d.d_conv - 1), seed, stream++);
+        } else {
+            hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
+            const int64_t taps = d.d_conv - 1;
+            fill_normal(ls->gdn.S, d.v_heads * d.head_k * d.head_v, seed, stream++);
+            fill_normal(ls->gdn.q_conv, d.k_heads * d.head_k * taps, seed, stream++);
+            fill_normal(ls->gdn.k_conv, d.k_heads * d.head_k * taps, seed, stream++);
+            fill_normal(ls->gdn.v_conv, d.v_heads * d.head_v * taps, seed, stream++);
+        }
+    }
+    state->length = length;
     return HYLO_OK;
 }

@@ -1,0 +1,155 @@
+/* bf16.c: bf16 copies of a model's projection matrices for decode (HYLO_WEIGHTS_BF16) and the
+ * GEMV that streams them: activations rounded to bf16, products summed in fp32, by AVX512-BF16
+ * dot products (vdpbf16ps) where the CPU has them and by widening loads elsewhere. */
+#include <stdlib.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HYLO_CPU_AVX512BF16 1
+#include <immintrin.h>
+#endif
+
+#include "cpu.h"
+
+typedef struct {
+    const float *fp32;  /* the key: the model's fp32 matrix */
+    uint16_t *bf16;     /* its copy                          */
+} weight_entry;
+
+struct hylo_cpu_weights {
+    weight_entry *entries;  /* sorted by fp32 address */
+    size_t count;
+    int64_t bytes;
+};
+
+static int compare_entries(const void *a, const void *b)
+{
+    const uintptr_t x = (uintptr_t)((const weight_entry *)a)->fp32;
+    const uintptr_t y = (uintptr_t)((const weight_entry *)b)->fp32;
+    return x < y ? -1 : x > y;
+}
+
+/* bf16 = the top half of fp32 rounded to nearest even: add 0x7fff plus the lowest kept bit. */
+HYLO_CPU_CLONES
+void hylo_cpu_to_bf16(const float *src, uint16_t *dst, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &src[i], sizeof bits);
+        dst[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+}
+
+hylo_status hylo_cpu_weights_new(const float *const *matrices, const int64_t *numel,
+                                 size_t count, hylo_cpu_weights **out, hylo_error *err)
+{
+    *out = NULL;
+    hylo_cpu_weights *w = calloc(1, sizeof *w);
+    if (w) w->entries = calloc(count ? count : 1, sizeof *w->entries);
+    bool ok = w && w->entries;
+    for (size_t i = 0; ok && i < count; i++) {
+        weight_entry *e = &w->entries[w->count];
+        e->fp32 = matrices[i];
+        e->bf16 = aligned_alloc(64, (size_t)(numel[i] + 31) / 32 * 64); /* whole 64-byte lines */
+        ok = e->bf16 != NULL;
+        if (!ok) break;
+        w->count++;
+        w->bytes += numel[i] * (int64_t)sizeof(uint16_t);
+        const int64_t block = 1 << 16, blocks = (numel[i] + block - 1) / block;
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t lo = b * block, hi = lo + block < numel[i] ? lo + block : numel[i];
+            hylo_cpu_to_bf16(matrices[i] + lo, e->bf16 + lo, hi - lo);
+        }
+    }
+    if (!ok) {
+        hylo_cpu_weights_free(w);
+        return hylo_error_set(err, HYLO_ERR_NOMEM, "cpu backend: cannot allocate bf16 weights");
+    }
+    qsort(w->entries, w->count, sizeof *w->entries, compare_entries);
+    *out = w;
+    return HYLO_OK;
+}
+
+void hylo_cpu_weights_free(void *weights)
+{
+    hylo_cpu_weights *w = weights;
+    if (!w) return;
+    for (size_t i = 0; i < w->count; i++) free(w->entries[i].bf16);
+    free(w->entries);
+    free(w);
+}
+
+const uint16_t *hylo_cpu_weights_find(const hylo_cpu_weights *w, const float *W)
+{
+    if (!w) return NULL;
+    const weight_entry key = {W, NULL};
+    const weight_entry *e = bsearch(&key, w->entries, w->count, sizeof key, compare_entries);
+    return e ? e->bf16 : NULL;
+}
+
+int64_t hylo_cpu_weights_bytes(const hylo_cpu_weights *w)
+{
+    return w ? w->bytes : 0;
+}
+
+#ifdef HYLO_CPU_AVX512BF16
+/* Rows [0, rows) of W [rows, n] against x [n]; four rows share each load of x. vdpbf16ps adds
+ * the products of 16 adjacent bf16 pairs to 16 fp32 lanes; the tail is a masked load. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void gemv_bf16_avx512(const uint16_t *W, const uint16_t *x, float *y, int64_t rows,
+                             int64_t n)
+{
+    const int64_t full = n / 32 * 32;
+    const __mmask32 tail = (__mmask32)((1ull << (n - full)) - 1);
+    for (int64_t r = 0; r < rows; r += 4) {
+        const int64_t k = rows - r < 4 ? rows - r : 4;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        for (int64_t i = 0; i < full; i += 32) {
+            const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + i);
+            for (int64_t j = 0; j < k; j++)
+                acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_loadu_si512(W + (r + j) * n + i), xv);
+        }
+        if (tail) {
+            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(tail, x + full);
+            for (int64_t j = 0; j < k; j++)
+                acc[j] = _mm512_dpbf16_ps(
+                    acc[j], (__m512bh)_mm512_maskz_loadu_epi16(tail, W + (r + j) * n + full), xv);
+        }
+        for (int64_t j = 0; j < k; j++) y[r + j] = _mm512_reduce_add_ps(acc[j]);
+    }
+}
+#endif
+
+static inline float bf16_value(uint16_t h)
+{
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* The portable form: widen each bf16 to fp32 (a shift) and accumulate in fp32. */
+HYLO_CPU_CLONES
+static void gemv_bf16_widen(const uint16_t *W, const uint16_t *x, float *y, int64_t rows,
+                            int64_t n)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const uint16_t *w = W + r * n;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += bf16_value(w[i]) * bf16_value(x[i]);
+        y[r] = s;
+    }
+}
+
+void hylo_cpu_gemv_bf16(const uint16_t *W, const uint16_t *x, float *y, int64_t rows, int64_t n)
+{
+#ifdef HYLO_CPU_AVX512BF16
+    if (__builtin_cpu_supports("avx512bf16")) {
+        gemv_bf16_avx512(W, x, y, rows, n);
+        return;
+    }
+#endif
+    gemv_bf16_widen(W, x, y, rows, n);
+}
