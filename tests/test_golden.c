@@ -1,7 +1,8 @@
 /* test_golden.c: golden-file regression. Every case of golden/cases/ (made by `make golden`)
- * is rerun through the `hylo` CLI exactly as its manifest says, and its trace is compared with
- * the expected one by `hylo diff` under the manifest's tolerances; on a mismatch the diff
- * table, which names the first divergent tensor in forward order, is printed. */
+ * is rerun through the `hylo` CLI as its manifest says, once per backend the manifest lists
+ * (--backend ref and --backend cpu), and each trace is compared with the expected one by
+ * `hylo diff` under the manifest's tolerances; on a mismatch the diff table, which names the
+ * first divergent tensor in forward order, is printed. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,10 @@ static const char *golden_dir(void)
     return path;
 }
 
-/* The manifest's "generate" count. */
-static int64_t manifest_generate(const char *manifest)
+#define MAX_BACKENDS 4
+
+/* The manifest's "generate" count and "backends" list (names copied into backends). */
+static int64_t read_manifest(const char *manifest, char backends[MAX_BACKENDS][16], int *count)
 {
     char *text;
     size_t len;
@@ -32,8 +35,17 @@ static int64_t manifest_generate(const char *manifest)
     const hylo_json_reader r = {root, "", manifest, &err};
     int64_t generate = -1;
     ck_assert_ok(hylo_json_read_int(&r, "generate", &generate, NULL), &err);
+    const cJSON *list = NULL;
+    ck_assert_ok(hylo_json_member(&r, "backends", &list), &err);
+    ck_assert_msg(cJSON_IsArray(list), "%s: 'backends' is not an array", manifest);
+    *count = 0;
+    for (const cJSON *e = list->child; e; e = e->next) {
+        ck_assert_msg(cJSON_IsString(e) && *count < MAX_BACKENDS, "%s: bad 'backends'", manifest);
+        snprintf(backends[(*count)++], 16, "%s", e->valuestring);
+    }
     cJSON_Delete(root);
     ck_assert_int_ge(generate, 0);
+    ck_assert_int_ge(*count, 2);
     return generate;
 }
 
@@ -44,30 +56,41 @@ static int run(const char *cmd)
     return WEXITSTATUS(raw);
 }
 
-static void check_case(const char *name)
+/* One case on one backend: run, then diff against the expected trace. */
+static void check_case_on(const char *name, const char *dir, const char *manifest,
+                          int64_t generate, const char *backend)
 {
-    char dir[1200], manifest[1300], cmd[6000];
-    snprintf(dir, sizeof dir, "%s/%s", golden_dir(), name);
-    snprintf(manifest, sizeof manifest, "%s/manifest.json", dir);
-    int64_t generate = manifest_generate(manifest);
+    char cmd[6000], stem[300];
+    snprintf(stem, sizeof stem, "%s.%s", name, backend);
     snprintf(cmd, sizeof cmd,
-             "%s run --model %s/model --tokens-file %s/tokens.txt --generate %lld "
+             "%s run --backend %s --model %s/model --tokens-file %s/tokens.txt --generate %lld "
              "--trace %s.trace.safetensors > %s.run.txt 2>&1",
-             hylo_test_cli(), dir, dir, (long long)generate, name, name);
-    ck_assert_msg(run(cmd) == 0, "golden case %s: hylo run failed (see %s.run.txt)", name, name);
+             hylo_test_cli(), backend, dir, dir, (long long)generate, stem, stem);
+    ck_assert_msg(run(cmd) == 0, "golden case %s: hylo run failed (see %s.run.txt)", stem, stem);
     snprintf(cmd, sizeof cmd,
              "%s diff %s/trace.safetensors %s.trace.safetensors --tolerances %s > %s.diff.txt",
-             hylo_test_cli(), dir, name, manifest, name);
+             hylo_test_cli(), dir, stem, manifest, stem);
     int rc = run(cmd);
     if (rc != 0) {
         size_t len;
-        char diff_path[256];
-        snprintf(diff_path, sizeof diff_path, "%s.diff.txt", name);
+        char diff_path[320];
+        snprintf(diff_path, sizeof diff_path, "%s.diff.txt", stem);
         char *table = (char *)hylo_test_read_file(diff_path, &len);
-        printf("golden case %s differs from the reference:\n%s", name, table);
+        printf("golden case %s on the %s backend differs from the reference:\n%s", name, backend,
+               table);
         free(table);
     }
-    ck_assert_msg(rc == 0, "golden case %s: hylo diff exit %d (table above)", name, rc);
+    ck_assert_msg(rc == 0, "golden case %s: hylo diff exit %d (table above)", stem, rc);
+}
+
+static void check_case(const char *name)
+{
+    char dir[1200], manifest[1300], backends[MAX_BACKENDS][16];
+    int count;
+    snprintf(dir, sizeof dir, "%s/%s", golden_dir(), name);
+    snprintf(manifest, sizeof manifest, "%s/manifest.json", dir);
+    int64_t generate = read_manifest(manifest, backends, &count);
+    for (int b = 0; b < count; b++) check_case_on(name, dir, manifest, generate, backends[b]);
 }
 
 START_TEST(every_golden_case_matches)

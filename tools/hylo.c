@@ -1,6 +1,8 @@
 /* hylo.c: the command line: `hylo COMMAND [options]`, one tools/cmd_*.c per command. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -28,6 +30,11 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+    /* OpenBLAS reads OPENBLAS_CORETYPE once, when it loads (before main): where it misdetected
+     * an AVX-512 CPU, restart once with its AVX-512 kernels named (execv returns on failure
+     * only, and then we go on with the kernels we have). */
+    const char *core = hylo_blas_coretype_hint();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
     if (argc < 2) {
         usage();
         return CLI_USAGE;
