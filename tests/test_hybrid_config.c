@@ -170,6 +170,14 @@ START_TEST(bad_configs_name_the_field)
         {"{\"layer_types\": [\"mamba2\", \"gdn\", \"gdn\", \"mamba2\"], \"mamba2\": {\"num_heads\": 4}}",
          "mamba2.head_dim"},
         {"{\"mla_layers\": [0, 7]}", "mla_layers"},
+        {"{\"mla_layers\": [0], \"kv_lora_rank\": 16, \"qk_nope_head_dim\": 8,"
+         " \"qk_rope_head_dim\": 8, \"v_head_dim\": 16, \"d_inner\": 64, \"d_xb\": 32,"
+         " \"ssm_cfg\": {\"d_state\": 0, \"headdim\": 16}}", "d_state"},
+        {"{\"layer_types\": [\"mla\", \"mla\", \"mla\", \"mla\"], \"mla\": {\"kv_lora_rank\": 16,"
+         " \"qk_nope_head_dim\": 8, \"qk_rope_head_dim\": 8, \"v_head_dim\": 8,"
+         " \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 0}}}", "factor"},
+        {"{\"layer_types\": [\"gdn\", \"gdn\", \"gdn\", \"gdn\"], \"gdn\": {\"num_k_heads\": 2,"
+         " \"head_k_dim\": 1099511627776, \"head_v_dim\": 8}}", "gdn.head_k_dim"},
         {"{\"hylo_hybrid\": 1}", "layer_types"},
         {"[1, 2]", "expected a JSON object"},
     };
@@ -182,7 +190,16 @@ START_TEST(bad_configs_name_the_field)
         ck_assert_msg(strstr(err.message, cases[c].needle) != NULL, "case %zu: '%s' lacks '%s'",
                       c, err.message, cases[c].needle);
     }
-    const char *layouts[] = {"4MLA11GDN", "2MLA2XYZ", "all-lstm", "MLA", "2MLA2GDNx"};
+    /* a teacher deeper than the mixer table (HYLO_MAX_LAYERS) is refused at the config */
+    const char *deep = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+                       " \"num_hidden_layers\": 300, \"num_attention_heads\": 4, \"vocab_size\": 256}";
+    hylo_config deep_cfg;
+    hylo_error deep_err = {0};
+    ck_assert_int_eq(hylo_config_parse(deep, strlen(deep), "deep", &deep_cfg, &deep_err),
+                     HYLO_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(deep_err.message, "num_hidden_layers"));
+    const char *layouts[] = {"4MLA11GDN", "2MLA2XYZ", "all-lstm", "MLA", "2MLA2GDNx",
+                             "9223372036854775807MLA1GDN"};
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
         hylo_hybrid_config hy;
         hylo_error err = {0};

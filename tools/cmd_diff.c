@@ -118,7 +118,8 @@ static void format_shape(const hylo_tensor_view *v, char *buf, size_t size)
     if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
 }
 
-/* NMSE = sum (a - b)^2 / sum b^2 (spec sec. 11; b is the reference), max |a - b|, and
+/* Both sides are widened to fp32, so a bf16 trace compares with an fp32 one.
+ * NMSE = sum (a - b)^2 / sum b^2 (spec sec. 11; b is the reference), max |a - b|, and
  * max |a - b| / |b| over the entries with b != 0. A non-finite entry where the other file has a
  * different value makes NMSE infinite. */
 static void measure(const float *a, const float *b, int64_t n, comparison *c)
@@ -157,7 +158,6 @@ static void compare_tensor(const hylo_tensor_view *a, const hylo_tensor_view *b,
     format_shape(a, c->shape, sizeof c->shape);
     c->nmse = c->max_abs = c->max_rel = INFINITY;
     if (!b) c->problem = "missing in B";
-    else if (a->dtype != b->dtype) c->problem = "dtype differs";
     else if (!same_shape(a, b)) c->problem = "shape differs";
     if (c->problem) return;
     float *fa = malloc((size_t)(a->numel > 0 ? a->numel : 1) * sizeof *fa);
@@ -215,8 +215,11 @@ static void print_json(const comparison *c, size_t n, const char *first, size_t 
                c[i].ok ? "true" : "false", c[i].problem ? "\"" : "",
                c[i].problem ? c[i].problem : "null", c[i].problem ? "\"" : "");
     }
-    printf("\n], \"first_failure\": %s%s%s, \"passed\": %zu, \"failed\": %zu}\n", first ? "\"" : "",
-           first ? first : "null", first ? "\"" : "", n - failed, failed);
+    hylo_text t = {0};
+    if (first) hylo_text_json_string(&t, first);
+    printf("\n], \"first_failure\": %s, \"passed\": %zu, \"failed\": %zu}\n",
+           first && t.data ? t.data : "null", n - failed, failed);
+    hylo_text_free(&t);
 }
 
 int cmd_diff(int argc, char **argv)
@@ -281,7 +284,8 @@ int cmd_diff(int argc, char **argv)
     size_t na = hylo_safetensors_count(a), nb = hylo_safetensors_count(b), rows = 0, failed = 0;
     comparison *c = calloc(na + nb + 1, sizeof *c);
     const char *first = NULL;
-    int rc = CLI_FAIL;
+    int rc = CLI_USAGE;
+    if (!c) fprintf(stderr, "hylo %s: out of memory\n", COMMAND);
     if (c) {
         for (size_t i = 0; i < na; i++) {
             const hylo_tensor_view *va = hylo_safetensors_at(a, i);

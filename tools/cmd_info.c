@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "io/json.h"
 
 #define COMMAND "info"
 
@@ -97,7 +98,11 @@ static void print_table(const model_desc *d, const hylo_model_stats *s, int64_t 
 static void print_json(const model_desc *d, const hylo_model_stats *s, int64_t context,
                        int64_t cache_bytes)
 {
-    printf("{\"model\": \"%s\", \"arch\": \"%s\", \"layers\": [", d->name, hylo_arch_name(d->base.arch));
+    hylo_text name = {0};
+    hylo_text_json_string(&name, d->name);
+    printf("{\"model\": %s, \"arch\": \"%s\", \"layers\": [", name.data ? name.data : "null",
+           hylo_arch_name(d->base.arch));
+    hylo_text_free(&name);
     for (int64_t i = 0; i < d->hybrid.num_layers; i++)
         printf("%s\"%s\"", i ? ", " : "", hylo_mixer_name(d->hybrid.mixers[i]));
     printf("], \"params\": {\"total\": %lld, \"embedding\": %lld, \"mlp\": %lld",

@@ -571,6 +571,10 @@ static hylo_status check_shape(const hylo_config *c, const char *label, hylo_err
         hylo_status st = check_size(label, sizes[i].field, sizes[i].value, err);
         if (st != HYLO_OK) return st;
     }
+    if (c->num_layers > HYLO_MAX_LAYERS)
+        return hylo_error_set(err, HYLO_ERR_CONFIG,
+                              "%s: field 'num_hidden_layers': %" PRId64 " layers; at most %d are "
+                              "supported", label, c->num_layers, HYLO_MAX_LAYERS);
     if (c->num_heads % c->num_kv_heads != 0)
         return hylo_error_set(err, HYLO_ERR_CONFIG,
                               "%s: field 'num_key_value_heads': %" PRId64 " does not divide "
@@ -654,7 +658,7 @@ static hylo_status check_yarn(const hylo_rope_config *r, const char *label, hylo
                       r->original_max_position, err);
 }
 
-static hylo_status check_rope(const hylo_rope_config *r, const char *label, hylo_error *err)
+hylo_status hylo_rope_check(const hylo_rope_config *r, const char *label, hylo_error *err)
 {
     if (!(isfinite(r->theta) && r->theta > 0.0))
         return hylo_error_set(err, HYLO_ERR_CONFIG,
@@ -686,7 +690,7 @@ hylo_status hylo_config_validate(const hylo_config *cfg, const char *label, hylo
                               label, (int)cfg->dtype);
     hylo_status st = check_shape(cfg, label, err);
     if (st == HYLO_OK) st = check_flags(cfg, label, err);
-    if (st == HYLO_OK) st = check_rope(&cfg->rope, label, err);
+    if (st == HYLO_OK) st = hylo_rope_check(&cfg->rope, label, err);
     return st;
 }
 

@@ -173,6 +173,10 @@ static bool parse_linear_name(const char *name, hylo_mixer *out)
 hylo_status hylo_hybrid_layout(const hylo_config *base, const char *layout,
                                hylo_hybrid_config *out, hylo_error *err)
 {
+    if (base->num_layers < 1 || base->num_layers > HYLO_MAX_LAYERS)
+        return hylo_error_set(err, HYLO_ERR_CONFIG, "layout '%s': the teacher has %lld layers; "
+                              "1 to %d are supported", layout, (long long)base->num_layers,
+                              HYLO_MAX_LAYERS);
     hylo_hybrid_config hy;
     hylo_hybrid_teacher(base, &hy);
     const int64_t L = base->num_layers;
@@ -185,7 +189,7 @@ hylo_status hylo_hybrid_layout(const hylo_config *base, const char *layout,
     } else if (sscanf(layout, "%lldMLA%lld%7[A-Z2]%n", &n_mla, &n_linear, kind, &used) == 3 &&
                layout[used] == '\0' && parse_linear_name(kind, &linear) &&
                linear != HYLO_MIXER_MLA && n_mla >= 0 && n_linear >= 0) {
-        if (n_mla + n_linear != L)
+        if (n_mla > L || n_linear > L || n_mla + n_linear != L)
             return hylo_error_set(err, HYLO_ERR_CONFIG,
                                   "layout '%s' has %lld layers but the teacher has %lld", layout,
                                   n_mla + n_linear, (long long)L);
@@ -399,7 +403,8 @@ static hylo_status read_zebra_mamba2(const hylo_json_reader *r, hylo_mamba2_conf
     if (st == HYLO_OK) st = hylo_json_read_int(&ssm, "d_conv", &m->d_conv, NULL);
     if (st == HYLO_OK) st = hylo_json_read_int(&ssm, "chunk_size", &m->chunk, NULL);
     if (st != HYLO_OK) return st;
-    if (m->headdim <= 0 || d_inner % m->headdim || d_xb % m->headdim || d_xb % m->d_state)
+    if (m->headdim <= 0 || m->d_state <= 0 || d_inner % m->headdim || d_xb % m->headdim ||
+        d_xb % m->d_state)
         return hylo_error_set(r->err, HYLO_ERR_CONFIG,
                               "%s: d_inner %lld and d_xb %lld must be multiples of headdim %lld "
                               "and d_state %lld", r->label, (long long)d_inner, (long long)d_xb,
@@ -495,9 +500,18 @@ static bool divides(int64_t a, int64_t b)
     return a > 0 && b % a == 0;
 }
 
+/* Every size is bounded by INT32_MAX, like the teacher's, so that products of a few of them
+ * cannot overflow int64. */
+#define MAX_SIZE ((int64_t)INT32_MAX)
+
+static void check_size(checker *c, const char *field, int64_t v)
+{
+    require(c, v > 0 && v <= MAX_SIZE, field, "in [1, 2^31 - 1]", v);
+}
+
 static void check_mla(checker *c, const hylo_mla_config *m, const hylo_config *b)
 {
-    const int64_t MAX = INT32_MAX;
+    const int64_t MAX = MAX_SIZE;
     require(c, m->q_rank >= 0 && m->q_rank <= MAX, "mla.q_lora_rank", ">= 0 (0: full q_proj)", m->q_rank);
     require(c, m->kv_rank > 0 && m->kv_rank <= MAX, "mla.kv_lora_rank", "> 0", m->kv_rank);
     require(c, m->nope >= 0 && m->nope <= MAX, "mla.qk_nope_head_dim", ">= 0", m->nope);
@@ -506,38 +520,39 @@ static void check_mla(checker *c, const hylo_mla_config *m, const hylo_config *b
     require(c, m->v > 0 && m->v <= MAX, "mla.v_head_dim", "> 0", m->v);
     require(c, divides(m->kv_heads, b->num_heads), "mla.num_kv_heads",
             "a divisor of num_attention_heads", m->kv_heads);
-    const hylo_rope_config *r = &m->rope_scaling;
-    if (r->type == HYLO_ROPE_YARN) {
-        require(c, r->factor >= 1.0, "mla.rope_scaling.factor", ">= 1", (int64_t)r->factor);
-        require(c, r->original_max_position > 0, "mla.rope_scaling.original_max_position_embeddings",
-                "> 0", r->original_max_position);
+    if (c->st == HYLO_OK) {
+        char label[256];
+        snprintf(label, sizeof label, "%s: section 'mla'", c->label);
+        c->st = hylo_rope_check(&m->rope_scaling, label, c->err);
     }
 }
 
 static void check_mamba2(checker *c, const hylo_mamba2_config *m)
 {
-    require(c, m->nheads > 0, "mamba2.num_heads", "> 0", m->nheads);
-    require(c, m->headdim > 0, "mamba2.head_dim", "> 0", m->headdim);
-    require(c, m->d_state > 0, "mamba2.d_state", "> 0", m->d_state);
+    check_size(c, "mamba2.num_heads", m->nheads);
+    check_size(c, "mamba2.head_dim", m->headdim);
+    check_size(c, "mamba2.d_state", m->d_state);
+    if (c->st != HYLO_OK) return; /* the products below need bounded sizes */
     require(c, divides(m->x_heads, m->nheads), "mamba2.x_heads", "a divisor of num_heads", m->x_heads);
     require(c, divides(m->b_groups, m->nheads), "mamba2.b_groups", "a divisor of num_heads", m->b_groups);
     require(c, divides(m->c_groups, m->nheads), "mamba2.c_groups", "a divisor of num_heads", m->c_groups);
     require(c, divides(m->norm_groups, m->nheads * m->headdim), "mamba2.norm_groups",
             "a divisor of num_heads * head_dim", m->norm_groups);
     require(c, m->d_conv >= 1 && m->d_conv <= 64, "mamba2.d_conv", "in [1, 64]", m->d_conv);
-    require(c, m->chunk >= 1, "mamba2.chunk_size", ">= 1", m->chunk);
+    check_size(c, "mamba2.chunk_size", m->chunk);
     require(c, m->norm_eps > 0.0 && isfinite(m->norm_eps), "mamba2.norm_eps", "> 0", 0);
 }
 
 static void check_gdn(checker *c, const hylo_gdn_config *g)
 {
-    require(c, g->k_heads > 0, "gdn.num_k_heads", "> 0", g->k_heads);
+    check_size(c, "gdn.num_k_heads", g->k_heads);
+    check_size(c, "gdn.num_v_heads", g->v_heads);
     require(c, divides(g->k_heads, g->v_heads), "gdn.num_v_heads", "a multiple of num_k_heads",
             g->v_heads);
-    require(c, g->head_k > 0, "gdn.head_k_dim", "> 0", g->head_k);
-    require(c, g->head_v > 0, "gdn.head_v_dim", "> 0", g->head_v);
+    check_size(c, "gdn.head_k_dim", g->head_k);
+    check_size(c, "gdn.head_v_dim", g->head_v);
     require(c, g->d_conv >= 1 && g->d_conv <= 64, "gdn.conv_size", "in [1, 64]", g->d_conv);
-    require(c, g->chunk >= 1, "gdn.chunk_size", ">= 1", g->chunk);
+    check_size(c, "gdn.chunk_size", g->chunk);
     require(c, g->norm_eps > 0.0 && isfinite(g->norm_eps), "gdn.norm_eps", "> 0", 0);
 }
 

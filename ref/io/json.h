@@ -109,6 +109,9 @@ hylo_status hylo_atomic_write_text(const char *path, const hylo_text *t, hylo_er
  * default original_max_position_embeddings. */
 hylo_status hylo_json_read_rope(const hylo_json_reader *r, int64_t max_position,
                                 hylo_rope_config *out);
+/* Checks rope settings (theta, and the fields of its type); messages name "rope_scaling.<field>"
+ * after `label`. */
+hylo_status hylo_rope_check(const hylo_rope_config *rope, const char *label, hylo_error *err);
 /* Writes the rope scaling object of `rope` (keys sorted; null for the default type) as the
  * value of the key just put at `indent` spaces: its members go at indent + 2, its closing
  * brace at indent. `max_position` is the model's max_position_embeddings: yarn writes
