@@ -461,6 +461,138 @@ const char *hylo_blas_coretype_hint(void);
 hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
                                    hylo_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Distillation losses (spec sec. 8)                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Knowledge distillation from logits z [N, V], row r = b T + t of B sequences of T tokens.
+ * With a = z / tau and p = softmax(a) per row (log-sum-exp, all sums in double):
+ *   KL   = tau^2 / den * sum_r sum_v p_T (log p_T - log p_S)      den = B (batchmean) or N
+ *   CE   = 1 / M * sum_{r with a target} (logsumexp(z_S[r]) - z_S[r, y_r])     (tau = 1)
+ *          y_r = labels[r + 1] when t < T - 1 and labels[r + 1] != ignore_index (the next token
+ *          of the same sequence, HF's shifted labels); M = the number of such rows
+ *   loss = kl_weight KL + ce_weight CE          (a term of weight 0 adds nothing, even if +Inf)
+ * Gradient with respect to the student logits, from d/dz_S [tau^2 KL(softmax(z_T/tau) ||
+ * softmax(z_S/tau))] = tau (p_S - p_T):
+ *   dL/dz_S[r, v] = kl_weight tau / den (p_S - p_T) + ce_weight / M (softmax(z_S)[v] - [v = y_r])
+ * Masks and extremes: a logit may be -Inf (masked out). Where z_T = -Inf, p_T = 0 and the term
+ * is 0 whatever z_S is (0 log 0 = 0), so -Inf at the same index of both adds nothing. Where
+ * z_S = -Inf but p_T > 0 the KL is +Inf (the student rules out what the teacher allows): kl and
+ * loss are +Inf, status HYLO_OK, and the gradient stays finite (p_S = 0 there: the limit of the
+ * gradient as z_S -> -Inf); a target with z_S[y] = -Inf makes ce +Inf the same way. Finite
+ * logits of any size (+-1e4) give finite results; nothing returned is ever NaN.
+ * Errors: HYLO_ERR_NUMERIC for a NaN or +Inf logit or a row without a finite entry;
+ * HYLO_ERR_RANGE for an empty batch (N, V or B < 1), N not a multiple of B, tau not finite and
+ * > 0, a weight not finite and >= 0, a label outside [0, V) other than ignore_index, or labels
+ * without any target (T = 1 or all ignored); HYLO_ERR_USAGE for ce_weight != 0 without labels.
+ */
+typedef enum {
+    HYLO_KL_BATCHMEAN = 0, /* sum over rows / B (PyTorch's reduction="batchmean") */
+    HYLO_KL_TOKEN_MEAN     /* sum over rows / N = B T                             */
+} hylo_kl_reduction;
+
+typedef struct {
+    int64_t batch;                /* B: the N rows are B sequences of N / B tokens            */
+    hylo_kl_reduction reduction;
+    double temperature;           /* tau: KL of softmax(z / tau), times tau^2                 */
+    double kl_weight;
+    double ce_weight;             /* nonzero needs labels                                    */
+    int32_t ignore_index;
+    const char *progress;         /* memory-bounded forms: a progress line on stderr under this
+                                     label, or NULL (silent)                                 */
+} hylo_kd_options;
+
+/* batch 1, batchmean, temperature 1, kl_weight 1, ce_weight 0, ignore_index -100, silent.
+ * Every function below takes NULL options to mean these. */
+hylo_kd_options hylo_kd_options_default(void);
+
+typedef struct {
+    double loss;      /* kl_weight * kl + ce_weight * ce                                     */
+    double kl;        /* tau^2 sum_r KL_r / den; +Inf when the student rules out a teacher event */
+    double ce;        /* mean next-token cross-entropy of the student; 0 without labels      */
+    int64_t targets;  /* M, the rows ce averages over; 0 without labels                      */
+} hylo_kd_result;
+
+/* The full form. student, teacher: logits [N, V]; labels [N] or NULL; grad [N, V] receives
+ * dL/dz_S (or NULL for the values only). */
+hylo_status hylo_kd_loss(const float *student, const float *teacher, const int32_t *labels,
+                         int64_t N, int64_t V, const hylo_kd_options *opt, hylo_kd_result *out,
+                         float *grad, hylo_error *err);
+
+/* One side of the memory-bounded forms: final-norm outputs and LM head, whose logits are
+ * z = fp32(hidden lm_head^T) with double accumulation (bitwise what hylo_lm_head gives). */
+typedef struct {
+    const float *hidden;   /* [N, D]                                                         */
+    const float *lm_head;  /* [V, D]                                                         */
+    int64_t dim;           /* D; student and teacher may differ                              */
+} hylo_kd_side;
+
+/* The same loss and gradients as hylo_kd_loss on those logits, from hidden states, with the
+ * gradients carried to the student's hidden states and head:
+ *   dL/dhidden_S = G lm_head_S [N, D_S],   dL/dlm_head_S = G^T hidden_S [V, D_S],   G = dL/dz_S.
+ * grad_hidden, grad_head may each be NULL. Besides the errors above (the logits are finite by
+ * construction): HYLO_ERR_NUMERIC for non-finite hidden states or heads, or heads so large that
+ * a logit could overflow fp32 (max row norm of hidden x max row norm of head > FLT_MAX);
+ * HYLO_ERR_RANGE for D, chunk or tile < 1.
+ *
+ * Chunked over the sequence: `chunk` rows at a time, holding their [chunk, V] logits of both
+ * models (as the paper does with C = 4096). */
+hylo_status hylo_kd_loss_chunked(const hylo_kd_side *student, const hylo_kd_side *teacher,
+                                 const int32_t *labels, int64_t N, int64_t V, int64_t chunk,
+                                 const hylo_kd_options *opt, hylo_kd_result *out,
+                                 float *grad_hidden, float *grad_head, hylo_error *err);
+/* Logit-free: per chunk of rows, pass 1 runs the log-sum-exps online over vocabulary tiles of
+ * `tile` entries; pass 2 recomputes each tile's logits to add its KL terms and push its
+ * gradient into the hidden states and head. Working memory O(chunk x tile) plus a double
+ * accumulator of dL/dlm_head_S [V, D_S] when grad_head is wanted; never a chunk x V matrix. */
+hylo_status hylo_kd_loss_logit_free(const hylo_kd_side *student, const hylo_kd_side *teacher,
+                                    const int32_t *labels, int64_t N, int64_t V, int64_t chunk,
+                                    int64_t tile, const hylo_kd_options *opt,
+                                    hylo_kd_result *out, float *grad_hidden, float *grad_head,
+                                    hylo_error *err);
+
+/* The LM head [V, D] of a loaded model (its embedding when tied), valid while the model lives:
+ * with hylo_final_norm outputs it makes the hylo_kd_side of a model. */
+const float *hylo_model_lm_head(const hylo_model *model);
+
+/*
+ * Enhanced ILD (stage I): each student layer is fed the teacher's input to that layer, and
+ *   L = sum_l [ mean_t ||h_S[l,t] - h_T[l,t]||_2 + mean_t ||a_S[l,t] - a_T[l,t]||_2 ]
+ *       + mean_t ||f_S[t] - f_T[t]||_2
+ * with h the layer output, a the mixer output before the residual, f the final-norm output, and
+ * un-squared L2 norms over D (in double: no fp32 input can overflow or underflow them). For one
+ * term mean_t ||d_t||, d = s - t, the gradient with respect to s_t is d_t / (T ||d_t||), and 0
+ * where d_t = 0: the norm has no derivative there and 0 is its subgradient of least norm (what
+ * PyTorch's norm backward returns too). Errors: HYLO_ERR_RANGE for T, D < 1 or L outside
+ * [1, HYLO_MAX_LAYERS]; HYLO_ERR_NUMERIC for a non-finite input.
+ */
+/* mean_t ||student_t - teacher_t||_2 of two [T, D] tensors; grad [T, D] or NULL. */
+hylo_status hylo_ild_distance(const float *student, const float *teacher, int64_t T, int64_t D,
+                              double *out, float *grad, hylo_error *err);
+
+typedef struct {
+    const float *hidden;  /* [L, T, D] layer outputs                                         */
+    const float *mixer;   /* [L, T, D] mixer outputs before the residual                     */
+    const float *final;   /* [T, D]    final-norm output of the last layer's output          */
+} hylo_ild_tensors;
+
+typedef struct {
+    float *hidden, *mixer, *final;  /* dL/d of the student's tensors (same shapes), or NULL     */
+} hylo_ild_grads;
+
+typedef struct {
+    double loss;                       /* the sum of every term below                        */
+    double hidden[HYLO_MAX_LAYERS];    /* mean_t ||h_S - h_T|| of each layer                 */
+    double mixer[HYLO_MAX_LAYERS];     /* mean_t ||a_S - a_T|| of each layer                 */
+    double final;                      /* mean_t ||f_S - f_T||                               */
+} hylo_ild_result;
+
+/* grad may be NULL. */
+hylo_status hylo_ild_loss(const hylo_ild_tensors *student, const hylo_ild_tensors *teacher,
+                          int64_t L, int64_t T, int64_t D, hylo_ild_result *out,
+                          const hylo_ild_grads *grad, hylo_error *err);
+
 #ifdef __cplusplus
 }
 #endif

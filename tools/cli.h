@@ -45,6 +45,7 @@ int cmd_init(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench_kl(int argc, char **argv);
+int cmd_kd_eval(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_run_layer(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

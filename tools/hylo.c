@@ -14,6 +14,8 @@ static const struct {
     {"init", cmd_init, "write a deterministic random checkpoint of a built-in preset"},
     {"run", cmd_run, "run a checkpoint on token ids: prefill, greedy decode, logits"},
     {"info", cmd_info, "parameters, KV cache and state memory of a teacher or hybrid"},
+    {"bench-kl", cmd_bench_kl, "time the logit-free KL at long context; peak memory"},
+    {"kd-eval", cmd_kd_eval, "KD, CE and per-layer ILD of a student against its teacher"},
     {"diff", cmd_diff, "compare two traces (or any safetensors) tensor by tensor"},
     {"run-layer", cmd_run_layer, "rerun one layer on a traced input, tracing it"},
     {"bench", cmd_bench, "prefill / decode speed vs the measured sgemm peak and bandwidth"},
