@@ -414,54 +414,6 @@ void hylo_final_norm(const hylo_model *model, const float *x, int64_t T, float *
 void hylo_lm_head(const hylo_model *model, const float *h, int64_t T, float *logits);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Backends: which implementation computes a state's forwards                                  */
-/* ------------------------------------------------------------------------------------------ */
-
-/* HYLO_BACKEND_REF is the reference of ref/ (fp32 storage, double accumulation, for reading).
- * HYLO_BACKEND_CPU (backend_cpu/) computes the same function fast: OpenBLAS GEMMs, tiled
- * attention with online softmax, chunked scans with GEMM-shaped inner products, fp32
- * accumulation; every traced tensor within the NMSE of README "CPU backend" of the
- * reference's. Both emit the same trace names. */
-typedef enum { HYLO_BACKEND_REF = 0, HYLO_BACKEND_CPU } hylo_backend;
-
-/* How the cpu backend stores the projection matrices that decode steps stream:
- * HYLO_WEIGHTS_F32 the loaded fp32 weights; HYLO_WEIGHTS_BF16 bf16 copies, multiplied by
- * activations rounded to bf16 with fp32 accumulation (AVX512-BF16 where the CPU has it,
- * a portable loop elsewhere). Prefills keep fp32 GEMMs either way. */
-typedef enum { HYLO_WEIGHTS_F32 = 0, HYLO_WEIGHTS_BF16 } hylo_weights;
-
-const char *hylo_backend_name(hylo_backend backend);  /* "ref", "cpu" */
-bool hylo_backend_parse(const char *name, hylo_backend *out);
-const char *hylo_weights_name(hylo_weights weights);  /* "f32", "bf16" */
-bool hylo_weights_parse(const char *name, hylo_weights *out);
-
-/* Selects the backend of the states created from now on (a loaded model starts with
- * HYLO_BACKEND_REF, HYLO_WEIGHTS_F32); states already created keep theirs. BF16 weights need
- * the cpu backend (HYLO_ERR_USAGE otherwise) and add a bf16 copy of every projection matrix
- * (half the fp32 size) that lives as long as the model. hylo_embed, hylo_final_norm and
- * hylo_lm_head always compute with the reference; hylo_forward and hylo_layer_forward with the
- * state's backend. Not thread-safe against other uses of the model. */
-hylo_status hylo_model_set_backend(hylo_model *model, hylo_backend backend,
-                                   hylo_weights weights, hylo_error *err);
-hylo_backend hylo_state_backend(const hylo_state *state);
-
-/* OpenBLAS chooses its kernels when the library loads and can misdetect an AVX-512 CPU
- * (Debian's 0.3.21 takes AMD Zen 4 for an AVX2 "Haswell" or reports a core it has no tuned
- * sgemm for). Returns "SkylakeX" when this CPU has AVX-512F, the loaded kernels are not
- * OpenBLAS's AVX-512 ones, and OPENBLAS_CORETYPE is unset; otherwise NULL. Since the variable
- * is read only at load time, a program that wants the faster kernels restarts itself with
- * OPENBLAS_CORETYPE set to the returned name (the hylo CLI does, first thing in main()). */
-const char *hylo_blas_coretype_hint(void);
-
-/* For benchmarks of decode at long context: makes `state` (fresh, length 0) look as if
- * `length` positions had been processed, without running them: attention K/V and MLA latent /
- * k_pe caches get `length` rows and the Mamba2 / GDN states values, all drawn from a normal
- * distribution of standard deviation 1 seeded by `seed`. The contents mean nothing; the cost
- * of each later decode step is that of a real sequence of that length. */
-hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
-                                   hylo_error *err);
-
-/* ------------------------------------------------------------------------------------------ */
 /* Distillation losses (spec sec. 8)                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -592,6 +544,57 @@ typedef struct {
 hylo_status hylo_ild_loss(const hylo_ild_tensors *student, const hylo_ild_tensors *teacher,
                           int64_t L, int64_t T, int64_t D, hylo_ild_result *out,
                           const hylo_ild_grads *grad, hylo_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Backends: which implementation computes a state's forwards                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* HYLO_BACKEND_REF is the reference of ref/ (fp32 storage, double accumulation, for reading).
+ * HYLO_BACKEND_CPU (backend_cpu/) computes the same function fast: OpenBLAS GEMMs, tiled
+ * attention with online softmax, chunked scans with GEMM-shaped inner products, fp32
+ * accumulation; every traced tensor within the NMSE of README "CPU backend" of the
+ * reference's. Both emit the same trace names. */
+typedef enum { HYLO_BACKEND_REF = 0, HYLO_BACKEND_CPU } hylo_backend;
+
+/* How the cpu backend stores the projection matrices that decode steps stream:
+ * HYLO_WEIGHTS_F32 the loaded fp32 weights; HYLO_WEIGHTS_BF16 bf16 copies (half the bytes to
+ * read per token), multiplied with fp32 accumulation: AVX512-BF16 dot products with the
+ * activation split into two bf16 terms (16 significant bits) where the CPU has them, widened
+ * weights against the fp32 activation elsewhere. Projections of more than 4 rows (prefill
+ * GEMMs) keep the fp32 weights. On a bf16 checkpoint the copies are exact, and the results
+ * differ from fp32 weights by rounding only. */
+typedef enum { HYLO_WEIGHTS_F32 = 0, HYLO_WEIGHTS_BF16 } hylo_weights;
+
+const char *hylo_backend_name(hylo_backend backend);  /* "ref", "cpu" */
+bool hylo_backend_parse(const char *name, hylo_backend *out);
+const char *hylo_weights_name(hylo_weights weights);  /* "f32", "bf16" */
+bool hylo_weights_parse(const char *name, hylo_weights *out);
+
+/* Selects the backend of the states created from now on (a loaded model starts with
+ * HYLO_BACKEND_REF, HYLO_WEIGHTS_F32); states already created keep theirs. BF16 weights need
+ * the cpu backend (HYLO_ERR_USAGE otherwise) and add a bf16 copy of every projection matrix
+ * (half the fp32 size) that lives as long as the model. hylo_embed, hylo_final_norm and
+ * hylo_lm_head always compute with the reference; hylo_forward and hylo_layer_forward with the
+ * state's backend. Not thread-safe against other uses of the model. */
+hylo_status hylo_model_set_backend(hylo_model *model, hylo_backend backend,
+                                   hylo_weights weights, hylo_error *err);
+hylo_backend hylo_state_backend(const hylo_state *state);
+
+/* OpenBLAS chooses its kernels when the library loads and can misdetect an AVX-512 CPU
+ * (Debian's 0.3.21 takes AMD Zen 4 for an AVX2 "Haswell" or reports a core it has no tuned
+ * sgemm for). Returns "SkylakeX" when this CPU has AVX-512F, the loaded kernels are not
+ * OpenBLAS's AVX-512 ones, and OPENBLAS_CORETYPE is unset; otherwise NULL. Since the variable
+ * is read only at load time, a program that wants the faster kernels restarts itself with
+ * OPENBLAS_CORETYPE set to the returned name (the hylo CLI does, first thing in main()). */
+const char *hylo_blas_coretype_hint(void);
+
+/* For benchmarks of decode at long context: makes `state` (fresh, length 0) look as if
+ * `length` positions had been processed, without running them: attention K/V and MLA latent /
+ * k_pe caches get `length` rows and the Mamba2 / GDN states values, all drawn from a normal
+ * distribution of standard deviation 1 seeded by `seed`. The contents mean nothing; the cost
+ * of each later decode step is that of a real sequence of that length. */
+hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
+                                   hylo_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,9 @@
 /* bf16.c: bf16 copies of a model's projection matrices for decode (HYLO_WEIGHTS_BF16) and the
- * GEMV that streams them: activations rounded to bf16, products summed in fp32, by AVX512-BF16
- * dot products (vdpbf16ps) where the CPU has them and by widening loads elsewhere. */
+ * GEMV that streams them, half the bytes of fp32. With AVX512-BF16 the activation is split
+ * into two bf16 terms (x = hi + lo to 16 bits) and each row gets two vdpbf16ps dot products
+ * into fp32 lanes: the step stays bound by the weight stream, and the result differs from an
+ * fp32 product with the same (bf16) weights by ~2^-17 relative instead of bf16's 2^-9.
+ * Elsewhere the weights are widened to fp32 (a shift) against x itself. */
 #include <stdlib.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HYLO_CPU_AVX512BF16 1
@@ -92,11 +95,31 @@ int64_t hylo_cpu_weights_bytes(const hylo_cpu_weights *w)
     return w ? w->bytes : 0;
 }
 
+/* x [n] -> xs [2n]: xs[0, n) = bf16(x) and xs[n, 2n) = bf16(x - bf16(x)), so that the two
+ * halves sum to x within a relative 2^-16 (bf16 keeps 8 significant bits; the remainder
+ * another 8). */
+HYLO_CPU_CLONES
+void hylo_cpu_split_bf16(const float *x, uint16_t *xs, int64_t n)
+{
+    hylo_cpu_to_bf16(x, xs, n);
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t hi_bits = (uint32_t)xs[i] << 16;
+        float hi, rest;
+        memcpy(&hi, &hi_bits, sizeof hi);
+        rest = x[i] - hi; /* exact: x and hi share their leading bits */
+        uint32_t bits;
+        memcpy(&bits, &rest, sizeof bits);
+        xs[n + i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+}
+
 #ifdef HYLO_CPU_AVX512BF16
-/* Rows [0, rows) of W [rows, n] against x [n]; four rows share each load of x. vdpbf16ps adds
- * the products of 16 adjacent bf16 pairs to 16 fp32 lanes; the tail is a masked load. */
+/* Rows [0, rows) of W [rows, n] against both halves of xs; four rows share each load of x.
+ * vdpbf16ps adds the products of 16 adjacent bf16 pairs to 16 fp32 lanes; the tail is a
+ * masked load. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void gemv_bf16_avx512(const uint16_t *W, const uint16_t *x, float *y, int64_t rows,
+static void gemv_bf16_avx512(const uint16_t *W, const uint16_t *xs, float *y, int64_t rows,
                              int64_t n)
 {
     const int64_t full = n / 32 * 32;
@@ -106,15 +129,20 @@ static void gemv_bf16_avx512(const uint16_t *W, const uint16_t *x, float *y, int
         __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                          _mm512_setzero_ps()};
         for (int64_t i = 0; i < full; i += 32) {
-            const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + i);
-            for (int64_t j = 0; j < k; j++)
-                acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_loadu_si512(W + (r + j) * n + i), xv);
+            const __m512bh hi = (__m512bh)_mm512_loadu_si512(xs + i);
+            const __m512bh lo = (__m512bh)_mm512_loadu_si512(xs + n + i);
+            for (int64_t j = 0; j < k; j++) {
+                const __m512bh w = (__m512bh)_mm512_loadu_si512(W + (r + j) * n + i);
+                acc[j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[j], w, hi), w, lo);
+            }
         }
         if (tail) {
-            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(tail, x + full);
-            for (int64_t j = 0; j < k; j++)
-                acc[j] = _mm512_dpbf16_ps(
-                    acc[j], (__m512bh)_mm512_maskz_loadu_epi16(tail, W + (r + j) * n + full), xv);
+            const __m512bh hi = (__m512bh)_mm512_maskz_loadu_epi16(tail, xs + full);
+            const __m512bh lo = (__m512bh)_mm512_maskz_loadu_epi16(tail, xs + n + full);
+            for (int64_t j = 0; j < k; j++) {
+                const __m512bh w = (__m512bh)_mm512_maskz_loadu_epi16(tail, W + (r + j) * n + full);
+                acc[j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[j], w, hi), w, lo);
+            }
         }
         for (int64_t j = 0; j < k; j++) y[r + j] = _mm512_reduce_add_ps(acc[j]);
     }
@@ -129,25 +157,25 @@ static inline float bf16_value(uint16_t h)
     return f;
 }
 
-/* The portable form: widen each bf16 to fp32 (a shift) and accumulate in fp32. */
+/* The portable form: each bf16 weight widened to fp32 (a shift) against x itself. */
 HYLO_CPU_CLONES
-static void gemv_bf16_widen(const uint16_t *W, const uint16_t *x, float *y, int64_t rows,
-                            int64_t n)
+static void gemv_bf16_widen(const uint16_t *W, const float *x, float *y, int64_t rows, int64_t n)
 {
     for (int64_t r = 0; r < rows; r++) {
         const uint16_t *w = W + r * n;
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += bf16_value(w[i]) * bf16_value(x[i]);
+        for (int64_t i = 0; i < n; i++) s += bf16_value(w[i]) * x[i];
         y[r] = s;
     }
 }
 
-void hylo_cpu_gemv_bf16(const uint16_t *W, const uint16_t *x, float *y, int64_t rows, int64_t n)
+void hylo_cpu_gemv_bf16(const uint16_t *W, const float *x, const uint16_t *xs, float *y,
+                        int64_t rows, int64_t n)
 {
 #ifdef HYLO_CPU_AVX512BF16
     if (__builtin_cpu_supports("avx512bf16")) {
-        gemv_bf16_avx512(W, x, y, rows, n);
+        gemv_bf16_avx512(W, xs, y, rows, n);
         return;
     }
 #endif

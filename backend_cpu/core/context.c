@@ -46,9 +46,13 @@ void hylo_cpu_context_free(hylo_cpu_ctx *ctx)
     free(ctx);
 }
 
+/* Growth is geometric (at least 1.5 times), so that a need that creeps up with the context
+ * (an MLA layer with a k_norm rebuilds every cached key) reallocates O(log) times. */
 float *hylo_cpu_workspace(hylo_cpu_ctx *ctx, hylo_cpu_level level, int64_t n, hylo_error *err)
 {
     if (n <= ctx->capacity[level]) return ctx->buffer[level];
+    const int64_t at_least = ctx->capacity[level] + ctx->capacity[level] / 2;
+    n = n > at_least ? n : at_least;
     float *grown = aligned_floats(n);
     if (!grown) {
         hylo_error_set(err, HYLO_ERR_NOMEM, "cpu backend: cannot grow a workspace to %lld floats",

@@ -163,8 +163,12 @@ int64_t hylo_cpu_weights_bytes(const hylo_cpu_weights *weights);
 
 /* dst [n] <- src rounded to bf16 (nearest even) */
 void hylo_cpu_to_bf16(const float *src, uint16_t *dst, int64_t n);
-/* y [rows] = W [rows, n] x [n] for bf16 W and x, fp32 accumulation (n even): AVX512-BF16
- * dot products when the CPU has them, else widening loads. */
-void hylo_cpu_gemv_bf16(const uint16_t *W, const uint16_t *x, float *y, int64_t rows, int64_t n);
+/* xs [2n] <- x [n] as bf16 hi = bf16(x) then lo = bf16(x - hi) */
+void hylo_cpu_split_bf16(const float *x, uint16_t *xs, int64_t n);
+/* y [rows] = W [rows, n] x [n] for bf16 W, fp32 accumulation: AVX512-BF16 dot products with
+ * both halves of xs (hylo_cpu_split_bf16 of x) when the CPU has them, else W widened against
+ * x. */
+void hylo_cpu_gemv_bf16(const uint16_t *W, const float *x, const uint16_t *xs, float *y,
+                        int64_t rows, int64_t n);
 
 #endif

@@ -10,8 +10,8 @@
 
 hylo_cpu_need hylo_cpu_linear_need(int64_t T, int64_t in)
 {
-    /* x rounded to bf16: T * in halves */
-    hylo_cpu_need need = {{0, T <= HYLO_CPU_GEMV_ROWS ? (T * in + 1) / 2 : 0}};
+    /* x split into two bf16 halves: 2 T in halves */
+    hylo_cpu_need need = {{0, T <= HYLO_CPU_GEMV_ROWS ? T * in : 0}};
     return need;
 }
 
@@ -28,24 +28,25 @@ static void gemv_f32(const float *x, const float *W, float *y, int64_t T, int64_
     }
 }
 
-/* The same with W and x in bf16 (xb [T, in]), fp32 sums. */
-static void gemv_bf16(const uint16_t *xb, const uint16_t *Wb, float *y, int64_t T, int64_t in,
-                      int64_t out)
+/* The same with W in bf16, x [T, in] and its bf16 halves xs [T, 2 in], fp32 sums. */
+static void gemv_bf16(const float *x, const uint16_t *xs, const uint16_t *Wb, float *y, int64_t T,
+                      int64_t in, int64_t out)
 {
     const int64_t blocks = (out + GEMV_BLOCK - 1) / GEMV_BLOCK;
 #pragma omp parallel for schedule(static) if (blocks > 1)
     for (int64_t blk = 0; blk < blocks; blk++) {
         const int64_t o0 = blk * GEMV_BLOCK, n = out - o0 < GEMV_BLOCK ? out - o0 : GEMV_BLOCK;
         for (int64_t t = 0; t < T; t++)
-            hylo_cpu_gemv_bf16(Wb + o0 * in, xb + t * in, y + t * out + o0, n, in);
+            hylo_cpu_gemv_bf16(Wb + o0 * in, x + t * in, xs + 2 * t * in, y + t * out + o0, n,
+                               in);
     }
 }
 
 /* x [T, in], W [out, in], b [out] or NULL, y [T, out]:
  *   y = x W^T + b
  * T > HYLO_CPU_GEMV_ROWS: one GEMM (hylo_cpu_gemm_xwt). Otherwise a GEMV per row of x, over
- * the bf16 copy of W (x rounded to bf16) when the context has one and its workspace can hold
- * x, else over W itself. */
+ * the bf16 copy of W (against x split into bf16 halves) when the context has one and its
+ * workspace can hold the halves, else over W itself. */
 void hylo_cpu_linear(void *ctx, const float *x, const float *W, const float *b, float *y,
                      int64_t T, int64_t in, int64_t out)
 {
@@ -56,13 +57,13 @@ void hylo_cpu_linear(void *ctx, const float *x, const float *W, const float *b, 
         return;
     }
     const uint16_t *Wb = hylo_cpu_weights_find(c->bf16, W);
-    uint16_t *xb = Wb ? (uint16_t *)hylo_cpu_workspace(c, HYLO_CPU_OP,
+    uint16_t *xs = Wb ? (uint16_t *)hylo_cpu_workspace(c, HYLO_CPU_OP,
                                                        hylo_cpu_linear_need(T, in).floats[HYLO_CPU_OP],
                                                        NULL)
                       : NULL;
-    if (xb) {
-        hylo_cpu_to_bf16(x, xb, T * in);
-        gemv_bf16(xb, Wb, y, T, in, out);
+    if (xs) {
+        for (int64_t t = 0; t < T; t++) hylo_cpu_split_bf16(x + t * in, xs + 2 * t * in, in);
+        gemv_bf16(x, xs, Wb, y, T, in, out);
     } else {
         gemv_f32(x, W, y, T, in, out);
     }
