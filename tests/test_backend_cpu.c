@@ -160,12 +160,14 @@ START_TEST(norm_and_rope_match_reference)
 END_TEST
 
 /* Decode (T = 1), prefills across the 64-row and 256-key tiles, a continued prefill, group
- * sizes 1, 2, 4 and 8. */
+ * sizes 1, 2, 4, 8 and 32 (vector loops below 16 rows, GEMMs above), one group over a long
+ * cache (its keys split across threads and merged). */
 START_TEST(gqa_attention_matches_reference)
 {
     const struct { int64_t T, len, H, Hkv, hd; } shapes[] = {
-        {1, 1, 4, 4, 16},   {1, 300, 8, 2, 32},  {70, 70, 6, 3, 16},
-        {37, 600, 4, 1, 64}, {130, 130, 8, 1, 8}, {1, 513, 8, 8, 24},
+        {1, 1, 4, 4, 16},    {1, 300, 8, 2, 32},  {70, 70, 6, 3, 16},   {37, 600, 4, 1, 64},
+        {130, 130, 8, 1, 8}, {1, 513, 8, 8, 24},  {1, 5000, 8, 1, 16},  {1, 4500, 32, 1, 32},
+        {2, 4500, 32, 1, 8},
     };
     hylo_cpu_ctx *ctx = new_ctx();
     hylo_error err = {0};

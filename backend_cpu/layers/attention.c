@@ -5,45 +5,56 @@
 
 #include "cpu_layers.h"
 
-#define ROWS_PER_TASK 64 /* query rows (token, head) gathered into one block */
-#define KEY_TILE 256     /* keys per tile                                    */
+#define ROWS_PER_TASK 64  /* query rows (token, head) gathered into one block        */
+#define PREFILL_TILE 256  /* keys per tile of a prefill                              */
+#define DECODE_TILE 1024  /* keys per tile of a few rows (decode): fewer, longer GEMMs */
+#define GEMM_ROWS 16      /* below this many rows, tiles are vector loops, not GEMMs  */
+#define MIN_SPLIT 2048    /* keys per split at least                                 */
 
-/* How the query rows are cut into tasks: each task is `heads` heads of one group for up to
- * `tokens` consecutive tokens. When the groups and token blocks give fewer tasks than threads
- * (a decode step of few groups: MLA's absorbed form has one), the heads of a group are split. */
+/* How the work is cut into tasks: all the heads of one group for a block of `tokens`
+ * consecutive tokens, over a range of keys. The key range is split when groups and token
+ * blocks give fewer tasks than threads (a decode step of few groups: MLA's absorbed form has
+ * one): each split keeps its own running max, sum and output, merged at the end
+ * (flash-decoding), so every thread streams its own part of the cache. */
 typedef struct {
-    int64_t groups, heads, head_blocks, tokens, token_blocks, count, rows;
+    int64_t groups, tokens, token_blocks, splits, count, rows, tile, keys;
 } task_plan;
 
 static task_plan plan_tasks(const hylo_cpu_attention *p, int threads)
 {
     task_plan s;
     s.groups = p->H / p->group;
-    s.heads = p->group;
-    s.tokens = ROWS_PER_TASK / s.heads > 0 ? ROWS_PER_TASK / s.heads : 1;
+    s.tokens = ROWS_PER_TASK / p->group > 0 ? ROWS_PER_TASK / p->group : 1;
+    s.tokens = s.tokens < p->T ? s.tokens : p->T;
     s.token_blocks = (p->T + s.tokens - 1) / s.tokens;
-    if (s.groups * s.token_blocks < threads) {
-        int64_t parts = (threads + s.groups * s.token_blocks - 1) / (s.groups * s.token_blocks);
-        parts = parts < p->group ? parts : p->group;
-        s.heads = (p->group + parts - 1) / parts;
-    }
-    s.head_blocks = (p->group + s.heads - 1) / s.heads;
-    s.count = s.groups * s.token_blocks * s.head_blocks;
-    s.rows = s.tokens * s.heads;
+    s.rows = s.tokens * p->group;
+    s.tile = p->T <= 4 ? DECODE_TILE : PREFILL_TILE;
+    s.keys = p->pos0 + p->T;
+    const int64_t blocks = s.groups * s.token_blocks;
+    s.splits = blocks < threads ? (threads + blocks - 1) / blocks : 1;
+    if (s.splits > 1 && s.keys / s.splits < MIN_SPLIT) s.splits = s.keys / MIN_SPLIT > 1 ? s.keys / MIN_SPLIT : 1;
+    s.count = blocks * s.splits;
     return s;
 }
 
-/* Per thread: Qa [rows, n_a], Qpe [rows, n_pe], S [rows, KEY_TILE], O [rows, n_val], and the
+/* Per thread: Qa [rows, n_a], Qpe [rows, n_pe], S [rows, tile], O [rows, n_val], and the
  * running max m and sum l [rows]. */
-static int64_t task_floats(const hylo_cpu_attention *p, int64_t rows)
+static int64_t task_floats(const hylo_cpu_attention *p, const task_plan *s)
 {
-    return hylo_cpu_round16(rows * (p->n_a + p->n_pe + KEY_TILE + p->n_val + 2));
+    return hylo_cpu_round16(s->rows * (p->n_a + p->n_pe + s->tile + p->n_val + 2));
+}
+
+/* With splits: every task's O, m, l [rows, n_val + 2], merged after the tasks. */
+static int64_t partial_floats(const hylo_cpu_attention *p, const task_plan *s)
+{
+    return s->splits > 1 ? s->count * s->rows * (p->n_val + 2) : 0;
 }
 
 hylo_cpu_need hylo_cpu_attend_need(const hylo_cpu_attention *p)
 {
     const int threads = hylo_cpu_threads();
-    hylo_cpu_need need = {{0, threads * task_floats(p, plan_tasks(p, threads).rows)}};
+    const task_plan s = plan_tasks(p, threads);
+    hylo_cpu_need need = {{0, threads * task_floats(p, &s) + partial_floats(p, &s)}};
     return need;
 }
 
@@ -93,68 +104,157 @@ static void softmax_tile_row(float *s, int64_t nk, int64_t visible, float *m, fl
     *m = m_new;
 }
 
-/* One task: tokens t0 .. t0+nt-1, heads h0 .. h0+nh-1 (absolute) of group g. For each key
- * tile j0:
- *   S = scale (Qa Ka[j0:]^T + Qpe Kpe[j0:]^T)     [rows, nk]    (GEMMs)
- *   online softmax of each row over its visible keys
- *   O += P V[j0:]                                [rows, n_val] (GEMM)
- * then out = O / l. */
-static void run_task(const hylo_cpu_attention *p, int64_t g, int64_t t0, int64_t nt, int64_t h0,
-                     int64_t nh, const task_buffers *b)
+/* S [rows, ld] = scale (Qa Ka^T + Qpe Kpe^T) over keys j0 .. j0+nk-1: GEMMs, or for a few rows
+ * dot products key by key (each key row is read once for all rows). */
+static void tile_scores(const hylo_cpu_attention *p, const task_buffers *b, int64_t rows,
+                        const float *ka, const float *kpe, int64_t j0, int64_t nk, int64_t ld)
 {
-    const int64_t rows = nt * nh, last = p->pos0 + t0 + nt - 1;
-    const float *ka = p->ka.base + g * p->ka.g_stride;
-    const float *kpe = p->n_pe > 0 ? p->kpe.base + g * p->kpe.g_stride : NULL;
-    const float *val = p->val.base + g * p->val.g_stride;
-    gather_queries(p, t0, nt, h0, nh, b);
-    for (int64_t j0 = 0; j0 <= last; j0 += KEY_TILE) {
-        const int64_t nk = last + 1 - j0 < KEY_TILE ? last + 1 - j0 : KEY_TILE;
+    if (rows >= GEMM_ROWS) {
         hylo_cpu_gemm(false, true, rows, nk, p->n_a, p->scale, b->qa, p->n_a,
-                      ka + j0 * p->ka.j_stride, p->ka.j_stride, 0.0f, b->S, KEY_TILE);
+                      ka + j0 * p->ka.j_stride, p->ka.j_stride, 0.0f, b->S, ld);
         if (kpe)
             hylo_cpu_gemm(false, true, rows, nk, p->n_pe, p->scale, b->qpe, p->n_pe,
-                          kpe + j0 * p->kpe.j_stride, p->kpe.j_stride, 1.0f, b->S, KEY_TILE);
-        for (int64_t r = 0; r < rows; r++) {
-            const int64_t visible = p->pos0 + t0 + r / nh - j0 + 1;
-            softmax_tile_row(b->S + r * KEY_TILE, nk, visible < nk ? visible : nk, &b->m[r],
-                             &b->l[r], b->O + r * p->n_val, p->n_val);
-        }
-        hylo_cpu_gemm(false, false, rows, p->n_val, nk, 1.0f, b->S, KEY_TILE,
-                      val + j0 * p->val.j_stride, p->val.j_stride, 1.0f, b->O, p->n_val);
+                          kpe + j0 * p->kpe.j_stride, p->kpe.j_stride, 1.0f, b->S, ld);
+        return;
     }
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t t = t0 + r / nh, h = h0 + r % nh;
-        float *out = p->out + t * p->out_t_stride + h * p->out_h_stride;
-        const float inv = 1.0f / b->l[r];
-        for (int64_t i = 0; i < p->n_val; i++) out[i] = b->O[r * p->n_val + i] * inv;
+    for (int64_t j = 0; j < nk; j++) {
+        const float *kj = ka + (j0 + j) * p->ka.j_stride;
+        const float *pj = kpe ? kpe + (j0 + j) * p->kpe.j_stride : NULL;
+        for (int64_t r = 0; r < rows; r++) {
+            float dot = hylo_cpu_dot(b->qa + r * p->n_a, kj, p->n_a);
+            if (pj) dot += hylo_cpu_dot(b->qpe + r * p->n_pe, pj, p->n_pe);
+            b->S[r * ld + j] = p->scale * dot;
+        }
     }
 }
 
-/* Tasks in parallel, the last token blocks (the longest rows of keys) first. */
+/* O [rows, n_val] += P V over keys j0 .. j0+nk-1 (P = the tile's S): a GEMM, or axpys key by
+ * key. */
+static void tile_values(const hylo_cpu_attention *p, const task_buffers *b, int64_t rows,
+                        const float *val, int64_t j0, int64_t nk, int64_t ld)
+{
+    if (rows >= GEMM_ROWS) {
+        hylo_cpu_gemm(false, false, rows, p->n_val, nk, 1.0f, b->S, ld,
+                      val + j0 * p->val.j_stride, p->val.j_stride, 1.0f, b->O, p->n_val);
+        return;
+    }
+    for (int64_t j = 0; j < nk; j++) {
+        const float *vj = val + (j0 + j) * p->val.j_stride;
+        for (int64_t r = 0; r < rows; r++)
+            if (b->S[r * ld + j] != 0.0f) hylo_cpu_axpy(b->O + r * p->n_val, b->S[r * ld + j], vj, p->n_val);
+    }
+}
+
+/* One task: tokens t0 .. t0+nt-1, every head of group g (rows r = t * group + h), keys
+ * [j_begin, j_end) in tiles. For each tile j0:
+ *   S = scale (Qa Ka[j0:]^T + Qpe Kpe[j0:]^T)     [rows, nk]
+ *   online softmax of each row over its visible keys (j <= pos0 + t)
+ *   O += P V[j0:]                                [rows, n_val]
+ * Leaves O, m, l in b (unnormalized). */
+static void run_task(const hylo_cpu_attention *p, const task_plan *s, int64_t g, int64_t t0,
+                     int64_t nt, int64_t j_begin, int64_t j_end, const task_buffers *b)
+{
+    const int64_t nh = p->group, rows = nt * nh;
+    const float *ka = p->ka.base + g * p->ka.g_stride;
+    const float *kpe = p->n_pe > 0 ? p->kpe.base + g * p->kpe.g_stride : NULL;
+    const float *val = p->val.base + g * p->val.g_stride;
+    const int64_t last = p->pos0 + t0 + nt - 1; /* the last key any row sees */
+    gather_queries(p, t0, nt, g * p->group, nh, b);
+    for (int64_t j0 = j_begin; j0 < j_end && j0 <= last; j0 += s->tile) {
+        int64_t nk = (j_end < last + 1 ? j_end : last + 1) - j0;
+        nk = nk < s->tile ? nk : s->tile;
+        tile_scores(p, b, rows, ka, kpe, j0, nk, s->tile);
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t visible = p->pos0 + t0 + r / nh - j0 + 1;
+            softmax_tile_row(b->S + r * s->tile, nk, visible < nk ? visible : nk, &b->m[r],
+                             &b->l[r], b->O + r * p->n_val, p->n_val);
+        }
+        tile_values(p, b, rows, val, j0, nk, s->tile);
+    }
+}
+
+/* out row (t, h) = O / l, rows of the task (tokens t0 .., heads of group g). */
+static void write_rows(const hylo_cpu_attention *p, int64_t g, int64_t t0, int64_t nt,
+                       const float *O, const float *l)
+{
+    for (int64_t r = 0; r < nt * p->group; r++) {
+        const int64_t t = t0 + r / p->group, h = g * p->group + r % p->group;
+        float *out = p->out + t * p->out_t_stride + h * p->out_h_stride;
+        const float inv = 1.0f / l[r];
+        for (int64_t i = 0; i < p->n_val; i++) out[i] = O[r * p->n_val + i] * inv;
+    }
+}
+
+/* Merges the splits of one block's `rows` rows: with m* = max_s m_s and w_s = e^(m_s - m*),
+ *   O = sum_s w_s O_s ,  l = sum_s w_s l_s                                            */
+static void merge_splits(const hylo_cpu_attention *p, const task_plan *s, const float *partial,
+                         int64_t block, int64_t rows, float *O, float *l)
+{
+    const int64_t stride = s->rows * (p->n_val + 2);
+    for (int64_t r = 0; r < rows; r++) {
+        float m = -INFINITY;
+        for (int64_t k = 0; k < s->splits; k++) {
+            const float mk = partial[(block * s->splits + k) * stride + s->rows * p->n_val + r];
+            m = mk > m ? mk : m;
+        }
+        l[r] = 0.0f;
+        memset(O + r * p->n_val, 0, (size_t)p->n_val * sizeof *O);
+        for (int64_t k = 0; k < s->splits; k++) {
+            const float *part = partial + (block * s->splits + k) * stride;
+            const float mk = part[s->rows * p->n_val + r];
+            if (mk == -INFINITY) continue;
+            const float w = expf(mk - m);
+            l[r] += w * part[s->rows * (p->n_val + 1) + r];
+            hylo_cpu_axpy(O + r * p->n_val, w, part + r * p->n_val, p->n_val);
+        }
+    }
+}
+
+/* Tasks in parallel, the last token blocks (the longest rows of keys) first; with splits,
+ * each task leaves O, m, l in the partial buffer and each block's splits are merged after. */
 hylo_status hylo_cpu_attend(hylo_cpu_ctx *ctx, const hylo_cpu_attention *p, hylo_error *err)
 {
     if (p->T <= 0) return HYLO_OK;
     const int threads = hylo_cpu_threads();
     const task_plan s = plan_tasks(p, threads);
-    const int64_t per_thread = task_floats(p, s.rows);
-    float *work = hylo_cpu_workspace(ctx, HYLO_CPU_OP, threads * per_thread, err);
+    const int64_t per_thread = task_floats(p, &s);
+    float *work = hylo_cpu_workspace(ctx, HYLO_CPU_OP,
+                                     threads * per_thread + partial_floats(p, &s), err);
     if (!work) return HYLO_ERR_NOMEM;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t i = 0; i < s.count; i++) {
-        const int64_t task = s.count - 1 - i;
-        const int64_t tb = task / (s.groups * s.head_blocks);
-        const int64_t g = task / s.head_blocks % s.groups, hb = task % s.head_blocks;
-        const int64_t t0 = tb * s.tokens, nt = p->T - t0 < s.tokens ? p->T - t0 : s.tokens;
-        const int64_t h0 = hb * s.heads, nh = p->group - h0 < s.heads ? p->group - h0 : s.heads;
+    float *partial = work + threads * per_thread;
+#pragma omp parallel num_threads(threads)
+    {
         float *mine = work + omp_get_thread_num() * per_thread;
         task_buffers b;
         b.qa = mine;
         b.qpe = b.qa + s.rows * p->n_a;
         b.S = b.qpe + s.rows * p->n_pe;
-        b.O = b.S + s.rows * KEY_TILE;
+        b.O = b.S + s.rows * s.tile;
         b.m = b.O + s.rows * p->n_val;
         b.l = b.m + s.rows;
-        run_task(p, g, t0, nt, g * p->group + h0, nh, &b);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < s.count; i++) {
+            const int64_t task = s.count - 1 - i, split = task % s.splits;
+            const int64_t block = task / s.splits, g = block % s.groups, tb = block / s.groups;
+            const int64_t t0 = tb * s.tokens, nt = p->T - t0 < s.tokens ? p->T - t0 : s.tokens;
+            run_task(p, &s, g, t0, nt, s.keys * split / s.splits, s.keys * (split + 1) / s.splits,
+                     &b);
+            if (s.splits == 1) {
+                write_rows(p, g, t0, nt, b.O, b.l);
+            } else { /* O, m, l of the task, in that order */
+                float *part = partial + task * s.rows * (p->n_val + 2);
+                memcpy(part, b.O, (size_t)(s.rows * (p->n_val + 2)) * sizeof *part);
+            }
+        }
+        if (s.splits > 1) {
+#pragma omp for schedule(static)
+            for (int64_t block = 0; block < s.groups * s.token_blocks; block++) {
+                const int64_t g = block % s.groups, t0 = block / s.groups * s.tokens;
+                const int64_t nt = p->T - t0 < s.tokens ? p->T - t0 : s.tokens;
+                merge_splits(p, &s, partial, block, nt * p->group, b.O, b.l);
+                write_rows(p, g, t0, nt, b.O, b.l);
+            }
+        }
     }
     return HYLO_OK;
 }
