@@ -596,6 +596,116 @@ const char *hylo_blas_coretype_hint(void);
 hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
                                    hylo_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Upcycling (spec sec. 7): a teacher Transformer checkpoint becomes a hybrid checkpoint       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Parses comma-separated 0-based layer indices ("1,5,10,14"; "" selects none) into
+ * selected[0 .. num_layers); out-of-range, repeated or malformed entries are errors. */
+hylo_status hylo_parse_layer_list(const char *text, int64_t num_layers, bool *selected,
+                                  hylo_error *err);
+/* Explicit choices: layer i is MLA where mla[i], else `linear` (HYLO_MIXER_GDN or
+ * HYLO_MIXER_MAMBA2), with the sizes hylo_hybrid_layout derives from `base`. */
+hylo_status hylo_hybrid_choose(const hylo_config *base, const bool *mla, hylo_mixer linear,
+                               hylo_hybrid_config *out, hylo_error *err);
+
+typedef enum {
+    HYLO_ROPE_INIT_SVD = 0, /* q rope rows from the SVD; k_pe rows = mean of W_K's rope rows */
+    HYLO_ROPE_INIT_FRESH    /* both left at their fresh init (as the HyLo code port does)     */
+} hylo_rope_init;
+
+typedef struct {
+    uint64_t seed;             /* of every parameter the teacher does not map                 */
+    hylo_rope_init rope_init;
+    /* Dynamic MLA ranks: in (0, 1], the smallest rank whose factors keep this share of the
+     * sigma^2 of W_Q (q) or [W_K; W_V] (kv), rounded up to a multiple of 8 and capped at the
+     * matrix's rank; the largest over the MLA layers (one rank serves all). 0: the target's
+     * q_rank / kv_rank. */
+    double q_energy, kv_energy;
+    bool keep_dtype;           /* write in the teacher's dtype; else in `dtype`               */
+    hylo_dtype dtype;
+    uint64_t max_shard_bytes;  /* as hylo_checkpoint_write (0: one file)                      */
+    int64_t probe_tokens;      /* length of the teacher <-> student probe; 0: no probe        */
+    bool force;                /* replace a checkpoint already in the output directory        */
+} hylo_upcycle_options;
+
+/* seed 0, SVD rope init, the target's ranks, the teacher's dtype, 5000 MiB shards (as HF),
+ * 64 probe tokens, no force. */
+hylo_upcycle_options hylo_upcycle_options_default(void);
+
+typedef struct {
+    hylo_mixer mixer;
+    double q_energy;       /* MLA: share of W_Q's sigma^2 that q_b q_a keeps (1: full q_proj) */
+    double kv_energy;      /* MLA: share of [W_K; W_V]'s sigma^2 that the rank-r_kv factors keep;
+                              both NaN for other mixers and when unknown (assembled layers)   */
+    double kv_share;       /* KV-cache bytes per token / the teacher layer's (2 Hkv hd):
+                              1 attention, (r_kv + rope) / (2 Hkv hd) MLA, 0 Mamba2 and GDN
+                              (which keep a fixed-size state instead)                         */
+    int64_t mixer_params;
+    int64_t params;        /* mixer, both norms and the MLP                                   */
+} hylo_layer_report;
+
+/* Teacher <-> student agreement on a fixed pseudo-random token sequence. */
+typedef struct {
+    int64_t tokens;        /* T; 0: not measured                                              */
+    double kl_mean;        /* mean over positions of KL(p_teacher || p_student), nats          */
+    double kl_max;         /* the largest position's KL                                       */
+    double top1;           /* share of positions whose most likely next tokens agree          */
+} hylo_probe_result;
+
+typedef struct {
+    hylo_config config;                     /* config.json as written                      */
+    hylo_hybrid_config hybrid;              /* hybrid_config.json (dynamic ranks resolved)  */
+    hylo_layer_report layers[HYLO_MAX_LAYERS];
+    int64_t params_total;
+    double kv_share;                        /* KV cache of the model / the teacher's (sec. 10) */
+    int64_t state_bytes_per_sequence;       /* Mamba2 / GDN states, fp32                   */
+    int64_t dropped_tensors;                /* teacher tensors without a slot (biases, norms) */
+    int64_t differing_shared;               /* assemble: shared tensors the two sources disagree on */
+    hylo_probe_result probe;
+} hylo_upcycle_report;
+
+/* Upcycles the teacher checkpoint in `teacher_dir` (a Llama / Qwen2 / Qwen3 Transformer, never
+ * modified) into `target` and writes it to `out_dir` (created; config.json, hybrid_config.json
+ * and safetensors, each written atomically; an existing checkpoint there is refused unless
+ * opts->force, and the teacher's directory always):
+ *   MLA from GQA by SVD in double precision, Mamba2 and GDN from the attention weights
+ *   (spec sec. 7); MLP, both norms, embeddings and the final norm copied (bit for bit when the
+ *   output dtype is the teacher's); lm_head.weight written explicitly (the embedding when the
+ *   teacher is tied) and tie_word_embeddings false; attention layers copied. Every other
+ *   parameter takes its fresh init from opts->seed and its name (spec sec. 4): projections
+ *   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and norm weights 1 (PyTorch's defaults), convs
+ *   U(-1/sqrt(K), 1/sqrt(K)), dt_bias, A_log and D as mamba_ssm, GDN's o_norm 1. The MLA
+ *   rope slice rotates at the teacher's rope_theta. Teacher tensors without a slot in the
+ *   hybrid (Qwen2's q/k/v biases, o_proj biases, q/k norms outside MLA) are dropped with a
+ *   warning on stderr. Target sizes the initializations cannot take (MLA v != head_dim,
+ *   nope + rope > head_dim, ranks above a matrix's rank, Mamba2 outside the upcycled layout)
+ *   are HYLO_ERR_CONFIG before anything is written.
+ * Progress goes to stderr. `report` (may be NULL) receives the per-layer energies, shares and
+ * counts and, with opts->probe_tokens > 0, the probe agreement (hylo_probe_agreement). */
+hylo_status hylo_upcycle(const char *teacher_dir, const hylo_hybrid_config *target,
+                         const hylo_upcycle_options *opts, const char *out_dir,
+                         hylo_upcycle_report *report, hylo_error *err);
+
+/* Builds a hybrid layer by layer from two upcycled models of one base (stage 0/I of the
+ * recipe, spec sec. 9): layer i's mixer from `mla_dir` where mla_layers[i], else from
+ * `linear_dir`; embeddings, norms, MLPs and lm_head from `mla_dir` (report->differing_shared
+ * counts those that differ in `linear_dir`, with a warning). Written in mla_dir's dtype into
+ * `out_dir` as hylo_upcycle does (`force`, `max_shard_bytes` likewise). */
+hylo_status hylo_assemble(const char *mla_dir, const char *linear_dir, const bool *mla_layers,
+                          const char *out_dir, uint64_t max_shard_bytes, bool force,
+                          hylo_upcycle_report *report, hylo_error *err);
+
+/* Runs both checkpoints on the same `tokens` pseudo-random token ids (a fixed sequence, the
+ * same for every call) and compares their next-token distributions at every position. The
+ * models are loaded one after the other, so only one is in memory at a time. */
+hylo_status hylo_probe_agreement(const char *teacher_dir, const char *student_dir,
+                                 int64_t tokens, hylo_probe_result *out, hylo_error *err);
+
+/* Writes the report as JSON (atomically); `teacher` and `out` name the directories in it. */
+hylo_status hylo_upcycle_report_save(const hylo_upcycle_report *report, const char *teacher,
+                                     const char *out, const char *path, hylo_error *err);
+
 #ifdef __cplusplus
 }
 #endif

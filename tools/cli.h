@@ -44,6 +44,8 @@ int cli_fail(const char *command, const hylo_error *err);
 int cmd_init(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_upcycle(int argc, char **argv);
+int cmd_assemble(int argc, char **argv);
 int cmd_bench_kl(int argc, char **argv);
 int cmd_kd_eval(int argc, char **argv);
 int cmd_diff(int argc, char **argv);

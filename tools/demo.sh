@@ -18,3 +18,16 @@ echo "== KV cache of the paper's layouts (Llama-3.2-1B shape, no weights needed)
 for layout in 4MLA12GDN 8MLA8M2; do
     "$hylo" info --preset llama-3.2-1b --layout "$layout" --context 65536 | grep -E "model:|this model|teacher"
 done
+echo
+echo "== upcycling the tiny-llama teacher (spec sec. 7): MLA by SVD, GDN / Mamba2 from its attention"
+teacher="$work/tiny-llama"
+echo "-- teacher on the prompt"
+"$hylo" run --model "$teacher" --tokens "$prompt" --generate 8 | grep generated
+for layout in 2MLA2GDN 2MLA2M2; do
+    hybrid="$work/tiny-llama-$layout"
+    echo "-- $layout"
+    "$hylo" upcycle --teacher "$teacher" --out "$hybrid" --layout "$layout" --probe-tokens 64
+    "$hylo" run --model "$hybrid" --tokens "$prompt" --generate 8 | grep generated
+    "$hylo" info --model "$hybrid" | grep -E "teacher \(attention\)|this model|recurrent"
+    echo
+done

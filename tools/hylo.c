@@ -14,6 +14,8 @@ static const struct {
     {"init", cmd_init, "write a deterministic random checkpoint of a built-in preset"},
     {"run", cmd_run, "run a checkpoint on token ids: prefill, greedy decode, logits"},
     {"info", cmd_info, "parameters, KV cache and state memory of a teacher or hybrid"},
+    {"upcycle", cmd_upcycle, "turn a teacher checkpoint into a HyLo hybrid (SVD / MambaInLlama init)"},
+    {"assemble", cmd_assemble, "build a hybrid layer by layer from an all-MLA and an all-linear model"},
     {"bench-kl", cmd_bench_kl, "time the logit-free KL at long context; peak memory"},
     {"kd-eval", cmd_kd_eval, "KD, CE and per-layer ILD of a student against its teacher"},
     {"diff", cmd_diff, "compare two traces (or any safetensors) tensor by tensor"},

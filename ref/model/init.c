@@ -40,6 +40,16 @@ static float param_value(const hylo_param *p, int64_t hidden_size, hylo_rng *rng
     return 0.0f;
 }
 
+/* Elements [c CHUNK, c CHUNK + count) of parameter p: chunk c draws from its own stream,
+ * named by the seed, the parameter's name and c. */
+static void draw_chunk(const hylo_param *p, uint64_t seed, int64_t hidden_size, int64_t c,
+                       int64_t count, float *values)
+{
+    hylo_rng rng;
+    hylo_rng_seed(&rng, seed, hylo_hash_string(p->name) + 0x9e3779b97f4a7c15ull * (uint64_t)c);
+    for (int64_t j = 0; j < count; j++) values[j] = param_value(p, hidden_size, &rng);
+}
+
 static hylo_status fill_param(void *user, size_t i, void *dst, size_t nbytes, hylo_error *err)
 {
     (void)err;
@@ -48,19 +58,25 @@ static hylo_status fill_param(void *user, size_t i, void *dst, size_t nbytes, hy
     size_t esize = hylo_dtype_size(job->dtype);
     int64_t n = (int64_t)(nbytes / esize);
     int64_t chunks = (n + CHUNK - 1) / CHUNK;
-    uint64_t stream = hylo_hash_string(p->name);
 #pragma omp parallel for schedule(dynamic)
     for (int64_t c = 0; c < chunks; c++) {
         float values[CHUNK];
-        hylo_rng rng;
-        hylo_rng_seed(&rng, job->seed, stream + 0x9e3779b97f4a7c15ull * (uint64_t)c);
         int64_t begin = c * CHUNK, count = n - begin < CHUNK ? n - begin : CHUNK;
-        for (int64_t j = 0; j < count; j++)
-            values[j] = param_value(p, job->hidden_size, &rng);
+        draw_chunk(p, job->seed, job->hidden_size, c, count, values);
         hylo_convert_from_f32(job->dtype, values, (char *)dst + (size_t)begin * esize,
                               (size_t)count);
     }
     return HYLO_OK;
+}
+
+void hylo_param_draw(const hylo_param *p, uint64_t seed, int64_t hidden_size, float *dst)
+{
+    int64_t n = hylo_param_numel(p), chunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t begin = c * CHUNK, count = n - begin < CHUNK ? n - begin : CHUNK;
+        draw_chunk(p, seed, hidden_size, c, count, dst + begin);
+    }
 }
 
 hylo_status hylo_init_random(const hylo_config *cfg, const hylo_hybrid_config *hybrid,

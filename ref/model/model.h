@@ -164,6 +164,9 @@ int64_t hylo_activation_floats(const hylo_config *cfg, int64_t T);
 hylo_status hylo_model_params(const hylo_config *cfg, const hylo_hybrid_config *hybrid,
                               hylo_param **out, size_t *count, hylo_error *err);
 int64_t hylo_param_numel(const hylo_param *param);
+/* dst [numel] <- the values hylo_init_random draws for `param` with `seed` (its kind's
+ * distribution; `hidden_size` is D, for the embedding's). */
+void hylo_param_draw(const hylo_param *param, uint64_t seed, int64_t hidden_size, float *dst);
 
 /* The sizes of each mixer, as the layers take them. */
 hylo_mla_dims hylo_mla_dims_of(const hylo_config *cfg, const hylo_hybrid_config *hybrid);
