@@ -191,8 +191,8 @@ hylo_status hylo_hybrid_layout(const hylo_config *base, const char *layout,
                linear != HYLO_MIXER_MLA && n_mla >= 0 && n_linear >= 0) {
         if (n_mla > L || n_linear > L || n_mla + n_linear != L)
             return hylo_error_set(err, HYLO_ERR_CONFIG,
-                                  "layout '%s' has %lld layers but the teacher has %lld", layout,
-                                  n_mla + n_linear, (long long)L);
+                                  "layout '%s' has %lld MLA + %lld linear layers but the teacher "
+                                  "has %lld", layout, n_mla, n_linear, (long long)L);
         for (int64_t i = 0; i < L; i++) hy.mixers[i] = linear;
         place_mla(&hy, n_mla);
     } else {
