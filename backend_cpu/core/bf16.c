@@ -20,7 +20,6 @@ typedef struct {
 struct hylo_cpu_weights {
     weight_entry *entries;  /* sorted by fp32 address */
     size_t count;
-    int64_t bytes;
 };
 
 static int compare_entries(const void *a, const void *b)
@@ -56,7 +55,6 @@ hylo_status hylo_cpu_weights_new(const float *const *matrices, const int64_t *nu
         ok = e->bf16 != NULL;
         if (!ok) break;
         w->count++;
-        w->bytes += numel[i] * (int64_t)sizeof(uint16_t);
         const int64_t block = 1 << 16, blocks = (numel[i] + block - 1) / block;
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
@@ -88,11 +86,6 @@ const uint16_t *hylo_cpu_weights_find(const hylo_cpu_weights *w, const float *W)
     const weight_entry key = {W, NULL};
     const weight_entry *e = bsearch(&key, w->entries, w->count, sizeof key, compare_entries);
     return e ? e->bf16 : NULL;
-}
-
-int64_t hylo_cpu_weights_bytes(const hylo_cpu_weights *w)
-{
-    return w ? w->bytes : 0;
 }
 
 /* x [n] -> xs [2n]: xs[0, n) = bf16(x) and xs[n, 2n) = bf16(x - bf16(x)), so that the two

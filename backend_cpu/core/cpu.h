@@ -158,8 +158,6 @@ hylo_status hylo_cpu_weights_new(const float *const *matrices, const int64_t *nu
 void hylo_cpu_weights_free(void *weights);
 /* The bf16 copy of W, or NULL when W has none (or `weights` is NULL). */
 const uint16_t *hylo_cpu_weights_find(const hylo_cpu_weights *weights, const float *W);
-/* Bytes held by the copies. */
-int64_t hylo_cpu_weights_bytes(const hylo_cpu_weights *weights);
 
 /* dst [n] <- src rounded to bf16 (nearest even) */
 void hylo_cpu_to_bf16(const float *src, uint16_t *dst, int64_t n);

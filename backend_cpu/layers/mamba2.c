@@ -2,7 +2,6 @@
  * as ref/layers/mamba2.c with the backend's projections, conv, scan and a vectorized gated
  * group RMSNorm. */
 #include <math.h>
-#include <stdlib.h>
 
 #include "cpu_layers.h"
 
