@@ -108,38 +108,58 @@ void hylo_cpu_split_bf16(const float *x, uint16_t *xs, int64_t n)
 }
 
 #ifdef HYLO_CPU_AVX512BF16
-/* Rows [0, rows) of W [rows, n] against both halves of xs; four rows share each load of x.
- * vdpbf16ps adds the products of 16 adjacent bf16 pairs to 16 fp32 lanes; the tail is a
- * masked load. */
+/* acc += W row . (hi + lo) over 32 columns: two vdpbf16ps, each adding the products of 16
+ * adjacent bf16 pairs to 16 fp32 lanes. */
+#define DOT32(acc, w, hi, lo) (acc) = _mm512_dpbf16_ps(_mm512_dpbf16_ps((acc), (w), (hi)), (w), (lo))
+
+/* Rows [0, rows) of W [rows, n] against both halves of xs: four rows at a time share each load
+ * of x (four accumulators held in registers), then the remaining rows one by one; the tail of
+ * a row is a masked load. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void gemv_bf16_avx512(const uint16_t *W, const uint16_t *xs, float *y, int64_t rows,
                              int64_t n)
 {
     const int64_t full = n / 32 * 32;
     const __mmask32 tail = (__mmask32)((1ull << (n - full)) - 1);
-    for (int64_t r = 0; r < rows; r += 4) {
-        const int64_t k = rows - r < 4 ? rows - r : 4;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                         _mm512_setzero_ps()};
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const uint16_t *w0 = W + r * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t i = 0; i < full; i += 32) {
             const __m512bh hi = (__m512bh)_mm512_loadu_si512(xs + i);
             const __m512bh lo = (__m512bh)_mm512_loadu_si512(xs + n + i);
-            for (int64_t j = 0; j < k; j++) {
-                const __m512bh w = (__m512bh)_mm512_loadu_si512(W + (r + j) * n + i);
-                acc[j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[j], w, hi), w, lo);
-            }
+            DOT32(a0, (__m512bh)_mm512_loadu_si512(w0 + i), hi, lo);
+            DOT32(a1, (__m512bh)_mm512_loadu_si512(w1 + i), hi, lo);
+            DOT32(a2, (__m512bh)_mm512_loadu_si512(w2 + i), hi, lo);
+            DOT32(a3, (__m512bh)_mm512_loadu_si512(w3 + i), hi, lo);
         }
         if (tail) {
             const __m512bh hi = (__m512bh)_mm512_maskz_loadu_epi16(tail, xs + full);
             const __m512bh lo = (__m512bh)_mm512_maskz_loadu_epi16(tail, xs + n + full);
-            for (int64_t j = 0; j < k; j++) {
-                const __m512bh w = (__m512bh)_mm512_maskz_loadu_epi16(tail, W + (r + j) * n + full);
-                acc[j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[j], w, hi), w, lo);
-            }
+            DOT32(a0, (__m512bh)_mm512_maskz_loadu_epi16(tail, w0 + full), hi, lo);
+            DOT32(a1, (__m512bh)_mm512_maskz_loadu_epi16(tail, w1 + full), hi, lo);
+            DOT32(a2, (__m512bh)_mm512_maskz_loadu_epi16(tail, w2 + full), hi, lo);
+            DOT32(a3, (__m512bh)_mm512_maskz_loadu_epi16(tail, w3 + full), hi, lo);
         }
-        for (int64_t j = 0; j < k; j++) y[r + j] = _mm512_reduce_add_ps(acc[j]);
+        y[r] = _mm512_reduce_add_ps(a0);
+        y[r + 1] = _mm512_reduce_add_ps(a1);
+        y[r + 2] = _mm512_reduce_add_ps(a2);
+        y[r + 3] = _mm512_reduce_add_ps(a3);
+    }
+    for (; r < rows; r++) {
+        const uint16_t *w = W + r * n;
+        __m512 a = _mm512_setzero_ps();
+        for (int64_t i = 0; i < full; i += 32)
+            DOT32(a, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(xs + i),
+                  (__m512bh)_mm512_loadu_si512(xs + n + i));
+        if (tail)
+            DOT32(a, (__m512bh)_mm512_maskz_loadu_epi16(tail, w + full),
+                  (__m512bh)_mm512_maskz_loadu_epi16(tail, xs + full),
+                  (__m512bh)_mm512_maskz_loadu_epi16(tail, xs + n + full));
+        y[r] = _mm512_reduce_add_ps(a);
     }
 }
+#undef DOT32
 #endif
 
 static inline float bf16_value(uint16_t h)
