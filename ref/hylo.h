@@ -398,21 +398,6 @@ void hylo_final_norm(const hylo_model *model, const float *x, int64_t T, float *
 /* logits [T, V] = h lm_head^T, h the final-norm output */
 void hylo_lm_head(const hylo_model *model, const float *h, int64_t T, float *logits);
 
-/* The pieces of hylo_forward, for teacher forcing, distillation losses and running one layer
- * in isolation. Activations are [T, D] fp32. */
-hylo_status hylo_embed(const hylo_model *model, const int32_t *tokens, int64_t T, float *x,
-                       hylo_error *err);
-/* Decoder layer `layer` on x at positions state.length .. state.length + T - 1: extends that
- * layer's cache or state but not the state's length. `mixer_out` (may be NULL) receives the
- * mixer output before the residual, `out` the layer output. */
-hylo_status hylo_layer_forward(const hylo_model *model, hylo_state *state, int64_t layer,
-                               const float *x, int64_t T, float *mixer_out, float *out,
-                               hylo_error *err);
-/* out = RMSNorm_final(x) */
-void hylo_final_norm(const hylo_model *model, const float *x, int64_t T, float *out);
-/* logits [T, V] = h lm_head^T, h the final-norm output */
-void hylo_lm_head(const hylo_model *model, const float *h, int64_t T, float *logits);
-
 /* ------------------------------------------------------------------------------------------ */
 /* Distillation losses (spec sec. 8)                                                           */
 /* ------------------------------------------------------------------------------------------ */
