@@ -23,7 +23,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS  := $(wildcard ref/*.h ref/*/*.h tools/*.h tests/*.h)
 
-.PHONY: all deps test asan demo install uninstall clean golden
+.PHONY: all deps test asan demo install uninstall clean golden hip
 all: $(BUILD)/libhylo.a $(BUILD)/hylo
 
 deps:
@@ -78,3 +78,48 @@ uninstall:
 
 clean:
 	rm -rf build
+
+# The HIP backend (backend_hip/), never part of the CPU build: `make hip` compiles it with hipcc
+# for AMD (HIP_ARCH, default gfx90a; hipBLAS when installed, else the built-in GEMM), and
+# `make hip HIP_PLATFORM=nvidia` with nvcc (HIP_ARCH default sm_90) through
+# backend_hip/hip_compat.h and cuBLAS. Into $(BUILD)/hip-<platform>/: `hylo` (the CLI with
+# --backend hip), `hylo-hip-check` (every op against ref/) and `hylo-hip-bench`.
+HIP_PLATFORM ?= amd
+HIP_BUILD    := $(BUILD)/hip-$(HIP_PLATFORM)
+ifeq ($(HIP_PLATFORM),nvidia)
+HIP_ARCH     ?= sm_90
+HIPCC        ?= nvcc
+CUDA_HOME    ?= /usr/local/cuda
+HIP_CXXFLAGS := -x cu -std=c++17 -O2 -arch=$(HIP_ARCH) -DHYLO_HIP_NVIDIA -DHYLO_HIP_BLAS \
+                -Xcompiler -Wall,-Wextra
+HIP_LIBS     := -L$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+else
+HIP_ARCH     ?= gfx90a
+HIPCC        ?= hipcc
+ROCM_PATH    ?= /opt/rocm
+HIPBLAS      ?= $(if $(wildcard $(ROCM_PATH)/include/hipblas/hipblas.h /usr/include/hipblas/hipblas.h),1)
+HIP_CXXFLAGS := -x hip -std=c++17 -O2 --offload-arch=$(HIP_ARCH) -Wall -Wextra \
+                $(if $(HIPBLAS),-DHYLO_HIP_BLAS -DHIPBLAS_V2)
+HIP_LIBS     := -L$(ROCM_PATH)/lib $(if $(HIPBLAS),-lhipblas) -lamdhip64 -lstdc++
+endif
+HIP_SRC      := $(sort $(wildcard backend_hip/*/*.hip))
+HIP_C_SRC    := $(sort $(wildcard backend_hip/core/*.c backend_hip/model/*.c))
+HIP_HEADERS  := $(HEADERS) $(wildcard backend_hip/*.h backend_hip/*/*.h)
+HIP_OBJ      := $(HIP_SRC:%.hip=$(HIP_BUILD)/obj/%.o) $(HIP_C_SRC:%.c=$(HIP_BUILD)/obj/%.o)
+HIP_TOOLS    := $(HIP_BUILD)/hylo $(HIP_BUILD)/hylo-hip-check $(HIP_BUILD)/hylo-hip-bench
+
+hip: $(HIP_TOOLS)
+
+$(HIP_BUILD)/obj/%.o: %.hip $(HIP_HEADERS)
+	@mkdir -p $(dir $@)
+	$(HIPCC) $(HIP_CXXFLAGS) -Iref -Ibackend_hip -c $< -o $@
+
+$(HIP_BUILD)/obj/%.o: %.c $(HIP_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -Ibackend_hip -c $< -o $@
+
+$(HIP_BUILD)/hylo: $(TOOL_OBJ) $(HIP_OBJ) $(BUILD)/libhylo.a
+	$(CC) $(CFLAGS_COMMON) -o $@ $(TOOL_OBJ) $(HIP_OBJ) $(BUILD)/libhylo.a $(LIBS) $(HIP_LIBS)
+
+$(HIP_BUILD)/hylo-hip-%: $(HIP_BUILD)/obj/backend_hip/tools/%.o $(HIP_OBJ) $(BUILD)/libhylo.a
+	$(CC) $(CFLAGS_COMMON) -o $@ $< $(HIP_OBJ) $(BUILD)/libhylo.a $(LIBS) $(HIP_LIBS)

@@ -539,7 +539,7 @@ hylo_status hylo_ild_loss(const hylo_ild_tensors *student, const hylo_ild_tensor
  * attention with online softmax, chunked scans with GEMM-shaped inner products, fp32
  * accumulation; every traced tensor within the NMSE of README "CPU backend" of the
  * reference's. Both emit the same trace names. */
-typedef enum { HYLO_BACKEND_REF = 0, HYLO_BACKEND_CPU } hylo_backend;
+typedef enum { HYLO_BACKEND_REF = 0, HYLO_BACKEND_CPU, HYLO_BACKEND_HIP } hylo_backend;
 
 /* How the cpu backend stores the projection matrices that decode steps stream:
  * HYLO_WEIGHTS_F32 the loaded fp32 weights; HYLO_WEIGHTS_BF16 bf16 copies (half the bytes to
@@ -690,6 +690,18 @@ hylo_status hylo_probe_agreement(const char *teacher_dir, const char *student_di
 /* Writes the report as JSON (atomically); `teacher` and `out` name the directories in it. */
 hylo_status hylo_upcycle_report_save(const hylo_upcycle_report *report, const char *teacher,
                                      const char *out, const char *path, hylo_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The HIP backend                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* HYLO_BACKEND_HIP (backend_hip/, built by `make hip` for AMD or NVIDIA GPUs; "hip" in the CLI)
+ * computes the forward on one GPU: weights uploaded once when a model selects it, caches,
+ * recurrent states and activations in device memory per state, GEMMs through hipBLAS / cuBLAS
+ * or a built-in tiled kernel, fp32 accumulation; with HYLO_WEIGHTS_BF16 every projection
+ * (prefill and decode) multiplies bf16 weights with the activations rounded to bf16. The
+ * traces carry the names of the other backends, copied to the host only while tracing.
+ * hylo_model_set_backend answers HYLO_ERR_USAGE in a build without it. */
 
 #ifdef __cplusplus
 }

@@ -109,13 +109,15 @@ const hylo_ops hylo_ref_ops = {
 /* ------------------------------------------------------------------------------------------ */
 
 /* Scratch activations of one forward call: the state's own block for a decode step (T = 1),
- * a block of the call's for a prefill. */
+ * a block of the call's for a prefill. They live where the state's backend computes: in
+ * device memory for a device-resident backend, which also computes the logits there. */
 typedef struct {
     float *x;      /* [T, D]      residual stream                 */
     float *xn;     /* [T, D]      normalized input of a sublayer  */
     float *q;      /* [T, H, hd]  queries                         */
     float *att;    /* [T, H, hd]  attention output per head       */
     float *y;      /* [T, D]      sublayer output                 */
+    float *logits; /* [rows, V]   device backends only, else NULL */
     float *owned;  /* the block when the call allocated it        */
 } activations;
 
@@ -124,13 +126,23 @@ int64_t hylo_activation_floats(const hylo_config *cfg, int64_t T)
     return T * (3 * cfg->hidden_size + 2 * cfg->num_heads * cfg->head_dim);
 }
 
+static bool on_device(const hylo_state *s)
+{
+    return s->ops->mem_alloc != NULL;
+}
+
+/* `rows` logits rows are carved after the activations on a device backend (the state's decode
+ * block has room for one). */
 static hylo_status alloc_activations(activations *a, const hylo_state *s, int64_t T,
-                                     hylo_error *err)
+                                     int64_t rows, hylo_error *err)
 {
     const hylo_config *cfg = &s->model->cfg;
-    float *block = T == 1 ? s->decode_act : NULL;
+    const int64_t n = hylo_activation_floats(cfg, T);
+    float *block = T == 1 && rows <= 1 ? s->decode_act : NULL;
     if (!block) {
-        a->owned = block = malloc((size_t)hylo_activation_floats(cfg, T) * sizeof(float));
+        const size_t bytes =
+            (size_t)(n + (on_device(s) ? rows * cfg->vocab_size : 0)) * sizeof(float);
+        a->owned = block = on_device(s) ? s->ops->mem_alloc(s->ctx, bytes) : malloc(bytes);
         if (!block)
             return hylo_error_set(err, HYLO_ERR_NOMEM,
                                   "cannot allocate activations for %lld tokens", (long long)T);
@@ -141,12 +153,55 @@ static hylo_status alloc_activations(activations *a, const hylo_state *s, int64_
     a->y = a->xn + td;
     a->q = a->y + td;
     a->att = a->q + tq;
+    a->logits = on_device(s) ? block + n : NULL;
     return HYLO_OK;
 }
 
-static void add_into(float *x, const float *y, int64_t n)
+static void free_activations(const hylo_state *s, activations *a)
 {
+    if (on_device(s) && a->owned) s->ops->mem_free(s->ctx, a->owned);
+    else free(a->owned);
+}
+
+static void add_into(const hylo_state *s, float *x, const float *y, int64_t n)
+{
+    if (s->ops->add) {
+        s->ops->add(s->ctx, x, y, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* dst <- src, host memory on the caller's side and the state's memory on the other:
+ * `to_state` copies into the state's memory, else out of it. */
+static hylo_status copy_floats(const hylo_state *s, float *dst, const float *src, int64_t n,
+                               bool to_state, hylo_error *err)
+{
+    if (!on_device(s)) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return HYLO_OK;
+    }
+    return s->ops->mem_copy(s->ctx, dst, src, (size_t)n * sizeof(float),
+                            to_state ? HYLO_COPY_TO_DEVICE : HYLO_COPY_TO_HOST, err);
+}
+
+/* hylo_trace_emit of a tensor in the state's memory (copied to the host first on a device
+ * backend, only while tracing; a failed copy is reported by the backend's finish). */
+static void emit(const hylo_state *s, const hylo_tracer *tr, const char *name, const float *src,
+                 int ndim, const int64_t *shape)
+{
+    if (!hylo_tracer_on(tr)) return;
+    if (!on_device(s)) {
+        hylo_trace_emit(tr, name, src, ndim, shape);
+        return;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    float *host = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    hylo_error ignored = {0};
+    if (host && copy_floats(s, host, src, n, false, &ignored) == HYLO_OK)
+        hylo_trace_emit(tr, name, host, ndim, shape);
+    free(host);
 }
 
 /* Self-attention of layer `li` for T tokens at positions pos0 .. pos0+T-1; appends their keys
@@ -181,10 +236,10 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     if (st != HYLO_OK) return st;
     /* trace: attn.q [T, H, hd] and attn.k [T, Hkv, hd] after norms and RoPE, attn.v, and the
      * attention output attn.o [T, H, hd] before o_proj */
-    hylo_trace_emit(tr, "attn.q", a->q, 3, (int64_t[]){T, H, hd});
-    hylo_trace_emit(tr, "attn.k", k_new, 3, (int64_t[]){T, Hkv, hd});
-    hylo_trace_emit(tr, "attn.v", v_new, 3, (int64_t[]){T, Hkv, hd});
-    hylo_trace_emit(tr, "attn.o", a->att, 3, (int64_t[]){T, H, hd});
+    emit(s, tr, "attn.q", a->q, 3, (int64_t[]){T, H, hd});
+    emit(s, tr, "attn.k", k_new, 3, (int64_t[]){T, Hkv, hd});
+    emit(s, tr, "attn.v", v_new, 3, (int64_t[]){T, Hkv, hd});
+    emit(s, tr, "attn.o", a->att, 3, (int64_t[]){T, H, hd});
     op->linear(s->ctx, a->att, w->wo, w->bo, a->y, T, H * hd, D);
     return HYLO_OK;
 }
@@ -230,20 +285,21 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
     const hylo_tracer tr = hylo_tracer_child(root, "layers.%lld", (long long)li);
     const hylo_ops *op = s->ops;
     op->rmsnorm(s->ctx, a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
-    hylo_trace_emit(&tr, "input_norm", a->xn, 2, shape);
+    emit(s, &tr, "input_norm", a->xn, 2, shape);
     hylo_status st = mixer_block(m, s, li, a, T, &tr, err);
     if (st != HYLO_OK) return st;
-    hylo_trace_emit(&tr, "mixer.out", a->y, 2, shape);
-    if (mixer_out) memcpy(mixer_out, a->y, (size_t)(T * D) * sizeof(float));
-    add_into(a->x, a->y, T * D);
+    emit(s, &tr, "mixer.out", a->y, 2, shape);
+    if (mixer_out) st = copy_floats(s, mixer_out, a->y, T * D, false, err);
+    if (st != HYLO_OK) return st;
+    add_into(s, a->x, a->y, T * D);
     op->rmsnorm(s->ctx, a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
-    hylo_trace_emit(&tr, "post_norm", a->xn, 2, shape);
+    emit(s, &tr, "post_norm", a->xn, 2, shape);
     st = op->swiglu_mlp(s->ctx, a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
                         w->b_down, a->y, T, D, c->intermediate_size, err);
     if (st != HYLO_OK) return st;
-    hylo_trace_emit(&tr, "mlp.out", a->y, 2, shape);
-    add_into(a->x, a->y, T * D);
-    hylo_trace_emit(&tr, "out", a->x, 2, shape);
+    emit(s, &tr, "mlp.out", a->y, 2, shape);
+    add_into(s, a->x, a->y, T * D);
+    emit(s, &tr, "out", a->x, 2, shape);
     return HYLO_OK;
 }
 
@@ -301,14 +357,16 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
                               (long long)layer, (long long)m->cfg.num_layers);
     hylo_status st = prepare(m, s, T, err);
     activations a = {0};
-    if (st == HYLO_OK) st = alloc_activations(&a, s, T, err);
+    if (st == HYLO_OK) st = alloc_activations(&a, s, T, 0, err);
     if (st != HYLO_OK) return st;
-    memcpy(a.x, x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
+    const int64_t n = T * m->cfg.hidden_size;
     const hylo_tracer root = {s->trace, ""};
     const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
-    st = decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err);
-    if (st == HYLO_OK) memcpy(out, a.x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
-    free(a.owned);
+    st = copy_floats(s, a.x, x, n, true, err);
+    if (st == HYLO_OK) st = decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err);
+    if (st == HYLO_OK) st = copy_floats(s, out, a.x, n, false, err);
+    if (st == HYLO_OK && s->ops->finish) st = s->ops->finish(s->ctx, err);
+    free_activations(s, &a);
     return st;
 }
 
@@ -319,28 +377,30 @@ hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *toke
     const int64_t D = c->hidden_size;
     hylo_status st = check_tokens(c, tokens, T, err);
     if (st == HYLO_OK) st = prepare(m, s, T, err);
+    /* Only the rows whose logits are wanted go through the final norm and LM head. */
+    const int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1;
+    const int64_t rows = mode == HYLO_LOGITS_NONE ? 0 : T - first;
     activations a = {0};
-    if (st == HYLO_OK) st = alloc_activations(&a, s, T, err);
+    if (st == HYLO_OK) st = alloc_activations(&a, s, T, rows, err);
     if (st != HYLO_OK) return st;
     /* trace names: pos{P}.embed [T, D], the layers, pos{P}.norm.out [rows, D], pos{P}.logits */
     const hylo_tracer root = {s->trace, ""};
     const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
-    st = hylo_embed(m, tokens, T, a.x, err);
-    hylo_trace_emit(&tr, "embed", a.x, 2, (int64_t[]){T, D});
+    if (s->ops->embed) s->ops->embed(s->ctx, m->embed, tokens, T, D, a.x);
+    else st = hylo_embed(m, tokens, T, a.x, err);
+    emit(s, &tr, "embed", a.x, 2, (int64_t[]){T, D});
     for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
         st = decoder_layer(m, s, li, &a, T, NULL, &tr, err);
-    if (st == HYLO_OK) {
-        /* Only the rows whose logits are wanted go through the final norm and LM head. */
-        int64_t first = mode == HYLO_LOGITS_ALL ? 0 : T - 1, rows = T - first;
-        if (mode != HYLO_LOGITS_NONE) {
-            s->ops->rmsnorm(s->ctx, a.x + first * D, m->final_norm, a.xn, rows, D,
-                            c->rms_norm_eps);
-            s->ops->linear(s->ctx, a.xn, m->lm_head, NULL, logits, rows, D, c->vocab_size);
-            hylo_trace_emit(&tr, "norm.out", a.xn, 2, (int64_t[]){rows, D});
-            hylo_trace_emit(&tr, "logits", logits, 2, (int64_t[]){rows, c->vocab_size});
-        }
-        s->length += T; /* only a complete forward extends the sequence */
+    if (st == HYLO_OK && rows > 0) {
+        s->ops->rmsnorm(s->ctx, a.x + first * D, m->final_norm, a.xn, rows, D, c->rms_norm_eps);
+        s->ops->linear(s->ctx, a.xn, m->lm_head, NULL, a.logits ? a.logits : logits, rows, D,
+                       c->vocab_size);
+        if (a.logits) st = copy_floats(s, logits, a.logits, rows * c->vocab_size, false, err);
+        emit(s, &tr, "norm.out", a.xn, 2, (int64_t[]){rows, D});
+        hylo_trace_emit(&tr, "logits", logits, 2, (int64_t[]){rows, c->vocab_size});
     }
-    free(a.owned);
+    if (st == HYLO_OK && s->ops->finish) st = s->ops->finish(s->ctx, err);
+    if (st == HYLO_OK) s->length += T; /* only a complete forward extends the sequence */
+    free_activations(s, &a);
     return st;
 }

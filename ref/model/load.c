@@ -160,21 +160,22 @@ void hylo_model_free(hylo_model *model)
     free(model->rope_inv_freq);
     free(model->mla_inv_freq);
     if (model->backend_weights) model->backend_weights_free(model->backend_weights);
+    if (model->device_weights) model->device_weights_free(model->device_weights);
     hylo_checkpoint_close(model->ckpt);
     free(model);
 }
 
-static const char *const backend_names[] = {"ref", "cpu"};
+static const char *const backend_names[] = {"ref", "cpu", "hip"};
 static const char *const weights_names[] = {"f32", "bf16"};
 
 const char *hylo_backend_name(hylo_backend backend)
 {
-    return (unsigned)backend < 2 ? backend_names[backend] : "?";
+    return (unsigned)backend < 3 ? backend_names[backend] : "?";
 }
 
 bool hylo_backend_parse(const char *name, hylo_backend *out)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (strcmp(name, backend_names[i]) == 0) {
             *out = (hylo_backend)i;
             return true;
@@ -200,14 +201,19 @@ bool hylo_weights_parse(const char *name, hylo_weights *out)
 hylo_status hylo_model_set_backend(hylo_model *model, hylo_backend backend,
                                    hylo_weights weights, hylo_error *err)
 {
+    if (backend == HYLO_BACKEND_HIP && !&hylo_hip_ops)
+        return hylo_error_set(err, HYLO_ERR_USAGE,
+                              "this build has no hip backend (build it with `make hip`)");
     const hylo_ops *ops = backend == HYLO_BACKEND_REF   ? &hylo_ref_ops
                           : backend == HYLO_BACKEND_CPU ? &hylo_cpu_ops
+                          : backend == HYLO_BACKEND_HIP ? &hylo_hip_ops
                                                         : NULL;
     if (!ops || (weights != HYLO_WEIGHTS_F32 && weights != HYLO_WEIGHTS_BF16))
         return hylo_error_set(err, HYLO_ERR_USAGE, "unknown backend %d or weight storage %d",
                               (int)backend, (int)weights);
-    if (weights == HYLO_WEIGHTS_BF16 && backend != HYLO_BACKEND_CPU)
-        return hylo_error_set(err, HYLO_ERR_USAGE, "bf16 weights need the cpu backend, not %s",
+    if (weights == HYLO_WEIGHTS_BF16 && backend == HYLO_BACKEND_REF)
+        return hylo_error_set(err, HYLO_ERR_USAGE,
+                              "bf16 weights need the cpu or hip backend, not %s",
                               hylo_backend_name(backend));
     const hylo_weights previous = model->weights;
     model->weights = weights;

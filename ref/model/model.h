@@ -87,6 +87,8 @@ struct hylo_model {
     hylo_weights weights;        /* the cpu backend's weight storage for decode           */
     void *backend_weights;       /* what that backend keeps per model (bf16 copies), or NULL */
     void (*backend_weights_free)(void *backend_weights);
+    void *device_weights;        /* a device-resident backend's uploaded copies, or NULL  */
+    void (*device_weights_free)(void *device_weights);
 };
 
 struct hylo_state {
@@ -97,7 +99,8 @@ struct hylo_state {
     hylo_trace *trace;         /* records the forwards when not NULL */
     const struct hylo_ops *ops; /* its backend, fixed at creation   */
     void *ctx;                 /* that backend's context (workspace), NULL for ref */
-    float *decode_act;         /* the forward's activations for one token (decode steps) */
+    float *decode_act;         /* the forward's activations for one token (decode steps);
+                                  a device backend's also holds the V logits after them */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -105,7 +108,11 @@ struct hylo_state {
 /* table. hylo_ref_ops (forward.c) calls ref/layers; hylo_cpu_ops (backend_cpu/model/ops.c)     */
 /* the optimized layers of backend_cpu/layers. `ctx` is the state's backend context.          */
 /* Shapes and equations are those of the ref functions each entry is named after.            */
+/* A device-resident backend (hip) also fills the memory entries at the end of the table.     */
 /* ------------------------------------------------------------------------------------------ */
+
+/* The direction of a device-resident backend's copy. */
+typedef enum { HYLO_COPY_TO_DEVICE = 0, HYLO_COPY_TO_HOST, HYLO_COPY_ON_DEVICE } hylo_copy_kind;
 
 typedef struct hylo_ops {
     hylo_backend backend;
@@ -150,10 +157,31 @@ typedef struct hylo_ops {
     hylo_status (*gdn)(void *ctx, const hylo_gdn_dims *d, const hylo_gdn_weights *w,
                        hylo_gdn_state *state, const float *x, int64_t T, float *y,
                        hylo_scan scan, const hylo_tracer *tr, hylo_error *err);
+
+    /* Device-resident backends keep activations, caches and recurrent states in device memory:
+     * forward.c and state.c allocate, copy, add and gather through these entries, and every op
+     * above then receives device pointers for all but the weights and rope tables, which stay
+     * the model's host pointers (the backend maps them onto the copies it uploaded in
+     * model_prepare). Traced tensors are copied to the host only while tracing. All NULL for
+     * host backends (ref, cpu), whose memory is malloc'd and read directly. */
+    void *(*mem_alloc)(void *ctx, size_t bytes); /* zero-filled; NULL when out of memory */
+    void (*mem_free)(void *ctx, void *p);
+    hylo_status (*mem_copy)(void *ctx, void *dst, const void *src, size_t bytes,
+                            hylo_copy_kind kind, hylo_error *err);
+    /* x [n] += y [n] */
+    void (*add)(void *ctx, float *x, const float *y, int64_t n);
+    /* x [T, D] = table rows tokens[t] (host ids, already checked), table [V, D] */
+    void (*embed)(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
+                  float *x);
+    /* Waits for the queued work; the first failure of an op since the last call, if any. */
+    hylo_status (*finish)(void *ctx, hylo_error *err);
 } hylo_ops;
 
 extern const hylo_ops hylo_ref_ops;
 extern const hylo_ops hylo_cpu_ops;
+/* Defined only in builds with the HIP backend (`make hip`: backend_hip/model/ops.c); a weak
+ * reference, NULL elsewhere. */
+extern const hylo_ops hylo_hip_ops __attribute__((weak));
 
 /* Floats of the forward's activations for T tokens (forward.c carves them from one block;
  * a state keeps one for T = 1). */

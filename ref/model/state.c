@@ -1,7 +1,8 @@
 /* state.c: the per-sequence state of every layer: growing caches for attention (K, V) and MLA
  * (latent, k_pe), fixed-size recurrent states for Mamba2 and GDN (zero at the start), and the
- * state's backend with its context. */
+ * state's backend with its context. A device-resident backend holds all of it in its memory. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/rng.h"
 #include "model/model.h"
@@ -31,27 +32,57 @@ static float **cache_buffers(hylo_layer_state *ls, hylo_mixer mixer, float ***se
     return &ls->k;
 }
 
-static void free_layer(hylo_layer_state *ls)
+/* Zero-filled memory of n floats where the state's backend computes (NULL when out of
+ * memory), and its release. */
+static float *state_alloc(const hylo_state *s, size_t n)
 {
-    free(ls->k);
-    free(ls->v);
-    free(ls->mla.latent);
-    free(ls->mla.k_pe);
-    free(ls->mamba2.conv);
-    free(ls->mamba2.ssm);
-    free(ls->gdn.q_conv);
-    free(ls->gdn.k_conv);
-    free(ls->gdn.v_conv);
-    free(ls->gdn.S);
+    if (s->ops->mem_alloc) return s->ops->mem_alloc(s->ctx, n * sizeof(float));
+    return calloc(n, sizeof(float));
+}
+
+static void state_release(const hylo_state *s, void *p)
+{
+    if (s->ops->mem_free) s->ops->mem_free(s->ctx, p);
+    else free(p);
+}
+
+/* *buf [old_n floats] grows to new_n floats keeping its contents; false when out of memory
+ * (*buf is then unchanged). */
+static bool state_grow(const hylo_state *s, float **buf, size_t old_n, size_t new_n)
+{
+    if (!s->ops->mem_alloc) {
+        float *grown = realloc(*buf, new_n * sizeof(float));
+        if (grown) *buf = grown;
+        return grown != NULL;
+    }
+    float *grown = s->ops->mem_alloc(s->ctx, new_n * sizeof(float));
+    hylo_error ignored = {0};
+    if (!grown || (old_n > 0 && s->ops->mem_copy(s->ctx, grown, *buf, old_n * sizeof(float),
+                                                 HYLO_COPY_ON_DEVICE, &ignored) != HYLO_OK)) {
+        s->ops->mem_free(s->ctx, grown);
+        return false;
+    }
+    s->ops->mem_free(s->ctx, *buf);
+    *buf = grown;
+    return true;
+}
+
+static void free_layer(const hylo_state *s, hylo_layer_state *ls)
+{
+    void *const buffers[] = {ls->k,           ls->v,         ls->mla.latent, ls->mla.k_pe,
+                             ls->mamba2.conv, ls->mamba2.ssm, ls->gdn.q_conv, ls->gdn.k_conv,
+                             ls->gdn.v_conv,  ls->gdn.S};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        if (buffers[i]) state_release(s, buffers[i]);
 }
 
 void hylo_state_free(hylo_state *state)
 {
     if (!state) return;
     for (int64_t i = 0; state->layers && i < state->model->cfg.num_layers; i++)
-        free_layer(&state->layers[i]);
+        free_layer(state, &state->layers[i]);
     free(state->layers);
-    free(state->decode_act);
+    if (state->decode_act) state_release(state, state->decode_act);
     if (state->ctx) state->ops->context_free(state->ctx);
     free(state);
 }
@@ -83,11 +114,9 @@ hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *er
         if (first_row == 0) continue;
         float **second;
         float **first = cache_buffers(&state->layers[i], m->layers[i].mixer, &second);
-        float *a = realloc(*first, (size_t)cap * first_row * sizeof(float));
-        if (a) *first = a;
-        float *b = a ? realloc(*second, (size_t)cap * second_row * sizeof(float)) : NULL;
-        if (b) *second = b;
-        if (!a || !b)
+        const size_t old_cap = (size_t)state->capacity;
+        if (!state_grow(state, first, old_cap * first_row, (size_t)cap * first_row) ||
+            !state_grow(state, second, old_cap * second_row, (size_t)cap * second_row))
             return hylo_error_set(err, HYLO_ERR_NOMEM,
                                   "cannot grow the cache of layer %lld to %lld positions",
                                   (long long)i, (long long)cap);
@@ -97,23 +126,24 @@ hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *er
 }
 
 /* Zeroed recurrent state of a Mamba2 or GDN layer. */
-static hylo_status alloc_recurrent(const hylo_model *m, int64_t i, hylo_layer_state *ls,
+static hylo_status alloc_recurrent(const hylo_state *s, int64_t i, hylo_layer_state *ls,
                                    hylo_error *err)
 {
+    const hylo_model *m = s->model;
     bool ok = true;
     if (m->layers[i].mixer == HYLO_MIXER_MAMBA2) {
         hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
-        ls->mamba2.conv = calloc((size_t)(hylo_mamba2_conv_dim(&d) * (d.d_conv - 1)) + 1, sizeof(float));
-        ls->mamba2.ssm = calloc((size_t)(d.nheads * d.headdim * d.d_state), sizeof(float));
+        ls->mamba2.conv = state_alloc(s, (size_t)(hylo_mamba2_conv_dim(&d) * (d.d_conv - 1)) + 1);
+        ls->mamba2.ssm = state_alloc(s, (size_t)(d.nheads * d.headdim * d.d_state));
         ok = ls->mamba2.conv && ls->mamba2.ssm;
     } else if (m->layers[i].mixer == HYLO_MIXER_GDN) {
         hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
         size_t qk = (size_t)(d.k_heads * d.head_k), v = (size_t)(d.v_heads * d.head_v);
         size_t taps = (size_t)(d.d_conv - 1);
-        ls->gdn.q_conv = calloc(qk * taps + 1, sizeof(float));
-        ls->gdn.k_conv = calloc(qk * taps + 1, sizeof(float));
-        ls->gdn.v_conv = calloc(v * taps + 1, sizeof(float));
-        ls->gdn.S = calloc((size_t)(d.v_heads * d.head_k * d.head_v), sizeof(float));
+        ls->gdn.q_conv = state_alloc(s, qk * taps + 1);
+        ls->gdn.k_conv = state_alloc(s, qk * taps + 1);
+        ls->gdn.v_conv = state_alloc(s, v * taps + 1);
+        ls->gdn.S = state_alloc(s, (size_t)(d.v_heads * d.head_k * d.head_v));
         ok = ls->gdn.q_conv && ls->gdn.k_conv && ls->gdn.v_conv && ls->gdn.S;
     }
     return ok ? HYLO_OK
@@ -132,16 +162,24 @@ hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_st
     if (!state) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
     state->model = model;
     state->ops = model->ops ? model->ops : &hylo_ref_ops;
+    /* the context first: a device backend allocates everything below through it */
+    hylo_status st = state->ops->context_create
+                         ? state->ops->context_create(model, &state->ctx, err)
+                         : HYLO_OK;
+    if (st != HYLO_OK) {
+        free(state);
+        return st;
+    }
     state->layers = calloc((size_t)model->cfg.num_layers, sizeof *state->layers);
-    state->decode_act = malloc((size_t)hylo_activation_floats(&model->cfg, 1) * sizeof(float));
-    hylo_status st = state->layers && state->decode_act
-                         ? HYLO_OK
-                         : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
+    /* a device backend's decode block also holds the logits of the step */
+    state->decode_act = state_alloc(state, (size_t)(hylo_activation_floats(&model->cfg, 1) +
+                                                    (state->ops->mem_alloc ? model->cfg.vocab_size : 0)));
+    st = state->layers && state->decode_act
+             ? HYLO_OK
+             : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
     for (int64_t i = 0; i < model->cfg.num_layers && st == HYLO_OK; i++)
-        st = alloc_recurrent(model, i, &state->layers[i], err);
+        st = alloc_recurrent(state, i, &state->layers[i], err);
     if (st == HYLO_OK) st = hylo_state_reserve(state, capacity, err);
-    if (st == HYLO_OK && state->ops->context_create)
-        st = state->ops->context_create(model, &state->ctx, err);
     if (st != HYLO_OK) {
         hylo_state_free(state);
         return st;
@@ -152,7 +190,7 @@ hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_st
 
 /* x [n] <- N(0, 1) draws, chunk c of 65536 values from stream (stream, c): the values do not
  * depend on the thread count. */
-static void fill_normal(float *x, int64_t n, uint64_t seed, uint64_t stream)
+static void fill_normal_host(float *x, int64_t n, uint64_t seed, uint64_t stream)
 {
     const int64_t chunk = 65536, chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static)
@@ -162,6 +200,24 @@ static void fill_normal(float *x, int64_t n, uint64_t seed, uint64_t stream)
         const int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
         for (int64_t i = c * chunk; i < end; i++) x[i] = (float)hylo_rng_normal(&rng);
     }
+}
+
+/* fill_normal_host into the state's memory (drawn on the host, then copied to a device). */
+static hylo_status fill_normal(const hylo_state *s, float *x, int64_t n, uint64_t seed,
+                               uint64_t stream, hylo_error *err)
+{
+    if (!s->ops->mem_alloc) {
+        fill_normal_host(x, n, seed, stream);
+        return HYLO_OK;
+    }
+    float *host = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!host)
+        return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate %lld floats", (long long)n);
+    fill_normal_host(host, n, seed, stream);
+    hylo_status st = s->ops->mem_copy(s->ctx, x, host, (size_t)n * sizeof(float),
+                                      HYLO_COPY_TO_DEVICE, err);
+    free(host);
+    return st;
 }
 
 hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
@@ -175,26 +231,32 @@ hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t s
     if (st != HYLO_OK) return st;
     const hylo_model *m = state->model;
     uint64_t stream = 0;
-    for (int64_t i = 0; i < m->cfg.num_layers; i++) {
+    for (int64_t i = 0; i < m->cfg.num_layers && st == HYLO_OK; i++) {
         hylo_layer_state *ls = &state->layers[i];
         size_t second_row, first_row = cache_row(m, i, &second_row);
         if (first_row > 0) {
             float **second, **first = cache_buffers(ls, m->layers[i].mixer, &second);
-            fill_normal(*first, length * (int64_t)first_row, seed, stream++);
-            fill_normal(*second, length * (int64_t)second_row, seed, stream++);
+            st = fill_normal(state, *first, length * (int64_t)first_row, seed, stream++, err);
+            if (st == HYLO_OK)
+                st = fill_normal(state, *second, length * (int64_t)second_row, seed, stream++, err);
         } else if (m->layers[i].mixer == HYLO_MIXER_MAMBA2) {
             hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
-            fill_normal(ls->mamba2.ssm, d.nheads * d.headdim * d.d_state, seed, stream++);
-            fill_normal(ls->mamba2.conv, hylo_mamba2_conv_dim(&d) * (d.d_conv - 1), seed, stream++);
+            st = fill_normal(state, ls->mamba2.ssm, d.nheads * d.headdim * d.d_state, seed,
+                             stream++, err);
+            if (st == HYLO_OK)
+                st = fill_normal(state, ls->mamba2.conv, hylo_mamba2_conv_dim(&d) * (d.d_conv - 1),
+                                 seed, stream++, err);
         } else {
             hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
             const int64_t taps = d.d_conv - 1;
-            fill_normal(ls->gdn.S, d.v_heads * d.head_k * d.head_v, seed, stream++);
-            fill_normal(ls->gdn.q_conv, d.k_heads * d.head_k * taps, seed, stream++);
-            fill_normal(ls->gdn.k_conv, d.k_heads * d.head_k * taps, seed, stream++);
-            fill_normal(ls->gdn.v_conv, d.v_heads * d.head_v * taps, seed, stream++);
+            float *const bufs[] = {ls->gdn.S, ls->gdn.q_conv, ls->gdn.k_conv, ls->gdn.v_conv};
+            const int64_t sizes[] = {d.v_heads * d.head_k * d.head_v, d.k_heads * d.head_k * taps,
+                                     d.k_heads * d.head_k * taps, d.v_heads * d.head_v * taps};
+            for (int b = 0; b < 4 && st == HYLO_OK; b++)
+                st = fill_normal(state, bufs[b], sizes[b], seed, stream++, err);
         }
     }
+    if (st != HYLO_OK) return st;
     state->length = length;
     return HYLO_OK;
 }

@@ -1,0 +1,64 @@
+/* kernels.hip: the elementwise work of the forward itself: residual adds, the embedding gather,
+ * and strided row copies that the layers share. */
+#include "core/device.h"
+#include "layers/hip_layers.h"
+
+__global__ void add_kernel(float *x, const float *y, int64_t n)
+{
+    for (int64_t i = hylo_first(); i < n; i += hylo_stride()) x[i] += y[i];
+}
+
+void hylo_hip_add(void *vctx, float *x, const float *y, int64_t n)
+{
+    hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
+    if (n <= 0 || !hylo_hip_ok(ctx)) return;
+    add_kernel<<<hylo_hip_blocks(n), HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(x, y, n);
+    hylo_hip_launched(ctx, "add");
+}
+
+/* x [T, D]: x[t, i] = table[tokens[t], i] */
+__global__ void embed_kernel(const float *table, const int32_t *tokens, int64_t T, int64_t D,
+                             float *x)
+{
+    for (int64_t i = hylo_first(); i < T * D; i += hylo_stride())
+        x[i] = table[(int64_t)tokens[i / D] * D + i % D];
+}
+
+void hylo_hip_embed(void *vctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
+                    float *x)
+{
+    hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
+    const float *table_dev = hylo_hip_find(ctx, table, "the embedding");
+    if (!table_dev || T <= 0) return;
+    if (T > ctx->token_cap) {
+        hylo_hip_release(ctx, ctx->tokens);
+        ctx->token_cap = 0;
+        ctx->tokens = (int32_t *)hylo_hip_alloc(ctx, (size_t)T * sizeof(int32_t));
+        if (!ctx->tokens) return;
+        ctx->token_cap = T;
+    }
+    if (hylo_hip_copy(ctx, ctx->tokens, tokens, (size_t)T * sizeof(int32_t), HYLO_COPY_TO_DEVICE,
+                      NULL) != HYLO_OK)
+        return;
+    embed_kernel<<<hylo_hip_blocks(T * D), HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(
+        table_dev, ctx->tokens, T, D, x);
+    hylo_hip_launched(ctx, "embed");
+}
+
+__global__ void copy_rows_kernel(float *dst, int64_t dst_stride, const float *src,
+                                 int64_t src_stride, int64_t rows, int64_t width)
+{
+    for (int64_t i = hylo_first(); i < rows * width; i += hylo_stride()) {
+        const int64_t r = i / width, c = i % width;
+        dst[r * dst_stride + c] = src[r * src_stride + c];
+    }
+}
+
+void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
+                        int64_t src_stride, int64_t rows, int64_t width)
+{
+    if (rows <= 0 || width <= 0 || !hylo_hip_ok(ctx)) return;
+    copy_rows_kernel<<<hylo_hip_blocks(rows * width), HYLO_HIP_THREADS, 0,
+                       hylo_hip_stream(ctx)>>>(dst, dst_stride, src, src_stride, rows, width);
+    hylo_hip_launched(ctx, "copy rows");
+}

@@ -1,0 +1,49 @@
+/* conv.hip: the causal depthwise short convolution + SiLU of Mamba2 and Gated DeltaNet, with
+ * the state that carries the last K - 1 inputs between calls. */
+#include "core/device.h"
+#include "layers/hip_layers.h"
+
+/* Item (t, c), with xp the inputs of channel c after its state,
+ * xp = [state[c, 0 .. K-2], x[0, c], ..., x[T-1, c]]:
+ *   y[t, c] = silu(b[c] + sum_{j<K} w[c, j] xp[t + j])                                       */
+__global__ void conv_kernel(const float *x, int64_t x_stride, const float *w, const float *b,
+                            const float *state, float *y, int64_t T, int64_t C, int64_t K)
+{
+    for (int64_t item = hylo_first(); item < T * C; item += hylo_stride()) {
+        const int64_t t = item / C, c = item % C;
+        float acc = b ? b[c] : 0.0f;
+        for (int64_t j = 0; j < K; j++) {
+            const int64_t i = t + j - (K - 1); /* negative: a state entry */
+            const float xv = i >= 0 ? x[i * x_stride + c] : state[c * (K - 1) + (K - 1) + i];
+            acc += w[c * K + j] * xv;
+        }
+        y[item] = hylo_silu(acc);
+    }
+}
+
+/* Channel c: state[c] <- the last K - 1 entries of xp (after conv_kernel has read it). The
+ * writes go left to right and each reads an entry at or right of its own, so one thread per
+ * channel updates in place. */
+__global__ void conv_state_kernel(const float *x, int64_t x_stride, float *state, int64_t T,
+                                  int64_t C, int64_t K)
+{
+    for (int64_t c = hylo_first(); c < C; c += hylo_stride()) {
+        float *sc = state + c * (K - 1);
+        for (int64_t j = 0; j < K - 1; j++) {
+            const int64_t i = T - (K - 1) + j;
+            sc[j] = i >= 0 ? x[i * x_stride + c] : sc[j + T];
+        }
+    }
+}
+
+void hylo_hip_conv_silu(hylo_hip_ctx *ctx, const float *x, int64_t x_stride, const float *w,
+                        const float *b, float *state, float *y, int64_t T, int64_t C, int64_t K)
+{
+    if (T <= 0 || !hylo_hip_ok(ctx)) return;
+    conv_kernel<<<hylo_hip_blocks(T * C), HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(
+        x, x_stride, w, b, state, y, T, C, K);
+    if (!hylo_hip_launched(ctx, "conv") || K < 2) return;
+    conv_state_kernel<<<hylo_hip_blocks(C), HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(
+        x, x_stride, state, T, C, K);
+    hylo_hip_launched(ctx, "conv state");
+}

@@ -1,0 +1,117 @@
+/* hip_layers.h: the layers of the HIP backend (internal), one source per ref/layers file. The
+ * entries named after an ops-table entry take its arguments (void *ctx a hylo_hip_ctx, weights
+ * and rope tables as the model's host pointers, every activation, cache and state in device
+ * memory) and compute what the ref function of the same name computes; the launchers below
+ * them work on device pointers only and are shared between layers. */
+#ifndef HYLO_HIP_LAYERS_H
+#define HYLO_HIP_LAYERS_H
+
+#include "core/hip.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* The ops of the table (ref/layers equivalents)                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* linear.hip: y [T, out] = x [T, in] W^T + b (bf16 W and x rounded to bf16 in a bf16
+ * context) */
+void hylo_hip_linear(void *ctx, const float *x, const float *W, const float *b, float *y,
+                     int64_t T, int64_t in, int64_t out);
+/* rmsnorm.hip */
+void hylo_hip_rmsnorm(void *ctx, const float *x, const float *w, float *y, int64_t rows,
+                      int64_t n, double eps);
+/* rope.hip: x [T, heads, dim] at positions pos0 .., rotate-half pairs */
+void hylo_hip_rope_rotate_half(void *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
+                               int64_t pos0, const double *inv_freq, double scale);
+/* attention.hip */
+hylo_status hylo_hip_attention(void *ctx, const float *q, const float *k_cache,
+                               const float *v_cache, float *out, int64_t T, int64_t len,
+                               int64_t H, int64_t Hkv, int64_t hd, double scale, hylo_error *err);
+/* mlp.hip */
+hylo_status hylo_hip_swiglu_mlp(void *ctx, const float *x, const float *Wg, const float *bg,
+                                const float *Wu, const float *bu, const float *Wd,
+                                const float *bd, float *y, int64_t T, int64_t D, int64_t F,
+                                hylo_error *err);
+/* mla.hip: the naive form (prefill) and the absorbed one (decode steps, T = 1; a T > 1 call
+ * and a layer with a k_norm take the naive form, equal to rounding) */
+hylo_status hylo_hip_mla_prefill(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                                 int64_t pos0, const float *x, int64_t T, float *y,
+                                 const hylo_tracer *tr, hylo_error *err);
+hylo_status hylo_hip_mla_decode(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                                int64_t pos0, const float *x, int64_t T, float *y,
+                                const hylo_tracer *tr, hylo_error *err);
+/* mamba2.hip */
+hylo_status hylo_hip_mamba2_forward(void *ctx, const hylo_mamba2_dims *d,
+                                    const hylo_mamba2_weights *w, hylo_mamba2_state *state,
+                                    const float *x, int64_t T, float *y, hylo_scan scan,
+                                    const hylo_tracer *tr, hylo_error *err);
+/* gdn.hip */
+hylo_status hylo_hip_gdn_forward(void *ctx, const hylo_gdn_dims *d, const hylo_gdn_weights *w,
+                                 hylo_gdn_state *state, const float *x, int64_t T, float *y,
+                                 hylo_scan scan, const hylo_tracer *tr, hylo_error *err);
+/* core/kernels.hip: x [n] += y [n]; x [T, D] = table rows of the host token ids */
+void hylo_hip_add(void *ctx, float *x, const float *y, int64_t n);
+void hylo_hip_embed(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
+                    float *x);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Launchers on device pointers                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* dst [rows, width] (row stride dst_stride) = src [rows, width] (row stride src_stride) */
+void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
+                        int64_t src_stride, int64_t rows, int64_t width);
+/* y [rows, n] = w * x / sqrt(mean(x^2) + eps), w device [n] (y may alias x) */
+void hylo_hip_rmsnorm_rows(hylo_hip_ctx *ctx, const float *x, const float *w, float *y,
+                           int64_t rows, int64_t n, double eps);
+/* Rotates the `dim`-channel slices x + t row_stride + h head_stride (t < T, h < heads) to
+ * position pos0 + t: rotate-half pairs (i, i + dim/2), or adjacent pairs (2i, 2i + 1) when
+ * `interleaved`; angles pos inv_freq_i in double, cos and sin times `scale`. inv_freq device
+ * [dim/2]. */
+void hylo_hip_rope_rows(hylo_hip_ctx *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
+                        int64_t row_stride, int64_t head_stride, int64_t pos0,
+                        const double *inv_freq, double scale, bool interleaved);
+/* Causal depthwise conv + SiLU carrying the state, as hylo_ref_causal_conv1d_silu: x rows of
+ * C channels x_stride apart, w [C, K], b [C] or NULL, state [C, K-1] (in/out), y [T, C]. */
+void hylo_hip_conv_silu(hylo_hip_ctx *ctx, const float *x, int64_t x_stride, const float *w,
+                        const float *b, float *state, float *y, int64_t T, int64_t C, int64_t K);
+
+/* ssd.hip: the selective scan of hylo_ref_ssd_scan. x, B and C are column ranges of xbc
+ * [T, stride] (x first, B after x_heads P columns, C after b_groups N more); dt [T, H] after
+ * softplus, A [H] (-exp(A_log)), D [H], ssm_state [H, P, N] (in/out), y [T, H, P]. */
+void hylo_hip_ssd_scan(hylo_hip_ctx *ctx, const hylo_mamba2_dims *d, const float *xbc,
+                       int64_t stride, const float *dt, const float *A, const float *D,
+                       float *ssm_state, float *y, int64_t T, hylo_scan scan);
+/* delta_rule.hip: the gated delta rule of hylo_ref_gated_delta_rule: q, k [T, Hk, dk]
+ * (normalized, q scaled), v [T, Hv, dv], g, beta [T, Hv], S [Hv, dk, dv] (in/out),
+ * o [T, Hv, dv]. */
+void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const float *q,
+                               const float *k, const float *v, const float *g, const float *beta,
+                               float *S, float *o, int64_t T, hylo_scan scan);
+
+/* Causal attention of T queries over `len` positions (query t at position len - T + t), each
+ * key made of two parts, content and position (nb may be 0), for H query heads over Hkv
+ * groups (query head h reads group h / (H / Hkv)):
+ *   s_j = scale (q_a . ka(j, g) + q_b . kb(j, g)) ;  out[t, h] = sum_j softmax(s)_j v(j, g)
+ * q [T, H, na + nb] (q_a first), out [T, H, nv]; part X of position j in group g at
+ * X + j X_row + g X_head. T = 1 runs split over the positions (flash decoding), T > 1 tiled
+ * with an online softmax. */
+typedef struct {
+    const float *q;
+    int64_t na, nb, nv;
+    const float *ka, *kb, *v;
+    int64_t ka_row, ka_head, kb_row, kb_head, v_row, v_head;
+    float *out;
+    int64_t T, len, H, Hkv;
+    double scale;
+} hylo_hip_attend_args;
+void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

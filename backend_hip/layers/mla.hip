@@ -1,0 +1,191 @@
+/* mla.hip: Multi-head Latent Attention (spec sec. 3 and 6), the naive form over decompressed
+ * K/V for prefills and the absorbed form over the latent cache for decode steps, as
+ * ref/layers/mla.c (notation there: H query heads, Hm KV heads, g = h / (H / Hm), dq = nope +
+ * rope, dkv = nope + v, W_UK[g] and W_UV[g] the blocks of kv_b). A layer with a k_norm, whose
+ * keys are not linear in the latent, and a call of more than one token take the naive form in
+ * both entries (the forms agree to rounding). */
+#include "core/device.h"
+#include "layers/hip_layers.h"
+
+/* Item (t, h, c), c < r + rope, q_cat [T, H, r + rope]:
+ *   c < r:   q_cat = sum_i W_UK[g][i, c] q_nope_i      (the absorbed query q~ = W_UK^T q_nope)
+ *   c >= r:  q_cat = q_pe_{c - r}                                                           */
+__global__ void absorb_kernel(const float *q, const float *kv_b, float *q_cat, int64_t T,
+                              int64_t H, int64_t group, int64_t nope, int64_t rope, int64_t r,
+                              int64_t dkv)
+{
+    const int64_t dq = nope + rope, w = r + rope;
+    for (int64_t item = hylo_first(); item < T * H * w; item += hylo_stride()) {
+        const int64_t th = item / w, c = item % w, g = (th % H) / group;
+        const float *qh = q + th * dq;
+        if (c >= r) {
+            q_cat[item] = qh[nope + c - r];
+            continue;
+        }
+        const float *W_UK = kv_b + g * dkv * r;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < nope; i++) acc += W_UK[i * r + c] * qh[i];
+        q_cat[item] = acc;
+    }
+}
+
+/* Item (t, h, i), i < v: o = W_UV[g] o~, o~ [T, H, r] the softmax-weighted latents. */
+__global__ void expand_kernel(const float *o_lat, const float *kv_b, float *o, int64_t T,
+                              int64_t H, int64_t group, int64_t nope, int64_t v, int64_t r)
+{
+    const int64_t dkv = nope + v;
+    for (int64_t item = hylo_first(); item < T * H * v; item += hylo_stride()) {
+        const int64_t th = item / v, i = item % v, g = (th % H) / group;
+        const float *W_UV = kv_b + (g * dkv + nope + i) * r, *ol = o_lat + th * r;
+        float acc = 0.0f;
+        for (int64_t c = 0; c < r; c++) acc += W_UV[c] * ol[c];
+        o[item] = acc;
+    }
+}
+
+/* x [T, D] -> q [T, H, dq] at positions pos0 ..:
+ *   q = q_b(q_a_norm?(q_a x)) or q_proj x ;  q_h <- q_norm?(q_h) ;  q_pe_h <- RoPE(q_pe_h)   */
+static void mla_queries(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
+                        const float *x, int64_t T, int64_t pos0, float *q_a, float *q)
+{
+    const hylo_mla_dims *d = &L->dims;
+    const int64_t H = d->heads, dq = d->nope + d->rope;
+    if (d->q_rank > 0) {
+        hylo_hip_linear(ctx, x, L->w.q_a, NULL, q_a, T, d->hidden, d->q_rank);
+        if (L->w.q_a_norm) hylo_hip_rmsnorm(ctx, q_a, L->w.q_a_norm, q_a, T, d->q_rank, d->eps);
+        hylo_hip_linear(ctx, q_a, L->w.q_b, NULL, q, T, d->q_rank, H * dq);
+    } else {
+        hylo_hip_linear(ctx, x, L->w.q_proj, NULL, q, T, d->hidden, H * dq);
+    }
+    if (L->w.q_norm) hylo_hip_rmsnorm(ctx, q, L->w.q_norm, q, T * H, dq, d->eps);
+    hylo_hip_rope_rows(ctx, q + d->nope, T, H, d->rope, H * dq, dq, pos0, freq, L->rope_scale,
+                       true);
+}
+
+/* Cache rows pos0 .. pos0 + T - 1 from x [T, D] (ckv [T, r + rope] scratch):
+ *   [c_kv | k_pe] = kv_a x ;  latent = kv_a_norm?(c_kv) ;  k_pe <- RoPE(k_pe, p) (raw with a
+ *   k_norm)                                                                                 */
+static void mla_append(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
+                       hylo_mla_cache *cache, const float *x, int64_t T, int64_t pos0, float *ckv)
+{
+    const hylo_mla_dims *d = &L->dims;
+    const int64_t r = d->kv_rank, rope = d->rope;
+    float *latent = cache->latent + pos0 * r, *k_pe = cache->k_pe + pos0 * rope;
+    hylo_hip_linear(ctx, x, L->w.kv_a, NULL, ckv, T, d->hidden, r + rope);
+    hylo_hip_copy_rows(ctx, latent, r, ckv, r + rope, T, r);
+    hylo_hip_copy_rows(ctx, k_pe, rope, ckv + r, r + rope, T, rope);
+    if (L->w.kv_a_norm) hylo_hip_rmsnorm(ctx, latent, L->w.kv_a_norm, latent, T, r, d->eps);
+    if (!L->w.k_norm)
+        hylo_hip_rope_rows(ctx, k_pe, T, 1, rope, rope, 0, pos0, freq, L->rope_scale, true);
+}
+
+/* Naive attention over positions 0 .. len - 1 into o [T, H, v]: kv [len, Hm, dkv] =
+ * latent kv_b^T; with a k_norm the keys [len, Hm, dq] are rebuilt,
+ *   k(j, g) = k_norm([k_nope(j, g) | k_pe_j]), its rope slice rotated to j;
+ * otherwise keys are [k_nope(j, g) | k_pe_j] read in place. */
+static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
+                      const hylo_mla_cache *cache, const float *q, int64_t T, int64_t len,
+                      float *kv, float *keys, float *o)
+{
+    const hylo_mla_dims *d = &L->dims;
+    const int64_t Hm = d->kv_heads, nope = d->nope, rope = d->rope, dq = nope + rope;
+    const int64_t dkv = nope + d->v;
+    hylo_hip_linear(ctx, cache->latent, L->w.kv_b, NULL, kv, len, d->kv_rank, Hm * dkv);
+    hylo_hip_attend_args a = {q,      nope, rope, d->v, kv, cache->k_pe, kv + nope, Hm * dkv,
+                              dkv,    rope, 0,    Hm * dkv, dkv, o, T, len, d->heads, Hm,
+                              L->softmax_scale};
+    if (L->w.k_norm) {
+        hylo_hip_copy_rows(ctx, keys, dq, kv, dkv, len * Hm, nope);
+        for (int64_t g = 0; g < Hm; g++)
+            hylo_hip_copy_rows(ctx, keys + g * dq + nope, Hm * dq, cache->k_pe, rope, len, rope);
+        hylo_hip_rmsnorm(ctx, keys, L->w.k_norm, keys, len * Hm, dq, d->eps);
+        hylo_hip_rope_rows(ctx, keys + nope, len, Hm, rope, Hm * dq, dq, 0, freq, L->rope_scale,
+                           true);
+        a.ka = keys;
+        a.ka_row = Hm * dq;
+        a.ka_head = dq;
+        a.kb = keys + nope;
+        a.kb_row = Hm * dq;
+        a.kb_head = dq;
+    }
+    hylo_hip_attend(ctx, &a);
+}
+
+/* Absorbed attention of one token over positions 0 .. len - 1 into o [T, H, v]: q~ scores the
+ * latents directly and o = W_UV o~ (q_cat [T, H, r + rope], o_lat [T, H, r] scratch). */
+static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float *kv_b,
+                         const hylo_mla_cache *cache, const float *q, int64_t T, int64_t len,
+                         float *q_cat, float *o_lat, float *o)
+{
+    const hylo_mla_dims *d = &L->dims;
+    const int64_t H = d->heads, group = d->heads / d->kv_heads, r = d->kv_rank, rope = d->rope;
+    const hipStream_t stream = hylo_hip_stream(ctx);
+    if (!hylo_hip_ok(ctx)) return;
+    absorb_kernel<<<hylo_hip_blocks(T * H * (r + rope)), HYLO_HIP_THREADS, 0, stream>>>(
+        q, kv_b, q_cat, T, H, group, d->nope, rope, r, d->nope + d->v);
+    if (!hylo_hip_launched(ctx, "mla absorb")) return;
+    const hylo_hip_attend_args a = {q_cat, r, rope, r, cache->latent, cache->k_pe, cache->latent,
+                                    r,     0, rope, 0, r,             0,           o_lat,
+                                    T,     len, H, 1, L->softmax_scale};
+    hylo_hip_attend(ctx, &a);
+    if (!hylo_hip_ok(ctx)) return;
+    expand_kernel<<<hylo_hip_blocks(T * H * d->v), HYLO_HIP_THREADS, 0, stream>>>(
+        o_lat, kv_b, o, T, H, group, d->nope, d->v, r);
+    hylo_hip_launched(ctx, "mla expand");
+}
+
+/* x [T, D], y [T, D]; cache latent [pos0 + T, r_kv], k_pe [pos0 + T, rope] (device). Trace:
+ * mla.q_nope, mla.q_pe [T, H, nope / rope], mla.latent [T, r_kv], mla.k_pe [T, rope] (the new
+ * cache rows), mla.o [T, H, v]. */
+static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_mla_cache *cache,
+                               int64_t pos0, const float *x, int64_t T, float *y, bool absorbed,
+                               const hylo_tracer *tr, hylo_error *err)
+{
+    const hylo_mla_dims *d = &L->dims;
+    if (T <= 0) return HYLO_OK;
+    const int64_t H = d->heads, Hm = d->kv_heads, r = d->kv_rank, rope = d->rope;
+    const int64_t dq = d->nope + rope, dkv = d->nope + d->v, len = pos0 + T;
+    absorbed = absorbed && T == 1 && !L->w.k_norm;
+    const double *freq = hylo_hip_find_f64(ctx, L->rope_inv_freq, "the MLA rope frequencies");
+    const float *kv_b = absorbed ? hylo_hip_find(ctx, L->w.kv_b, "mla kv_b") : NULL;
+    if (!freq || (absorbed && !kv_b)) return hylo_hip_status(ctx, err);
+    /* one LAYER block: q_a [T, r_q], q [T, H, dq], ckv [T, r + rope], o [T, H, v], then
+     * naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm); absorbed: q_cat, o_lat */
+    const int64_t common = T * d->q_rank + T * H * dq + T * (r + rope) + T * H * d->v;
+    const int64_t form = absorbed ? T * H * (r + rope) + T * H * r
+                                  : len * Hm * dkv + (L->w.k_norm ? len * Hm * dq : 0);
+    float *q_a = (float *)hylo_hip_workspace(ctx, HYLO_HIP_LAYER,
+                                             (size_t)(common + form) * sizeof(float));
+    if (!q_a) return hylo_hip_status(ctx, err);
+    float *q = q_a + T * d->q_rank, *ckv = q + T * H * dq, *o = ckv + T * (r + rope);
+    float *extra = o + T * H * d->v;
+    mla_queries(ctx, L, freq, x, T, pos0, q_a, q);
+    mla_append(ctx, L, freq, cache, x, T, pos0, ckv);
+    if (absorbed)
+        mla_absorbed(ctx, L, kv_b, cache, q, T, len, extra, extra + T * H * (r + rope), o);
+    else
+        mla_naive(ctx, L, freq, cache, q, T, len, extra, extra + len * Hm * dkv, o);
+    const int64_t q_nope_shape[] = {T, H, d->nope}, q_pe_shape[] = {T, H, rope};
+    const int64_t latent_shape[] = {T, r}, k_pe_shape[] = {T, rope}, o_shape[] = {T, H, d->v};
+    hylo_hip_trace_slice(ctx, tr, "mla.q_nope", q, T * H, dq, 0, d->nope, 3, q_nope_shape);
+    hylo_hip_trace_slice(ctx, tr, "mla.q_pe", q, T * H, dq, d->nope, rope, 3, q_pe_shape);
+    hylo_hip_trace(ctx, tr, "mla.latent", cache->latent + pos0 * r, 2, latent_shape);
+    hylo_hip_trace(ctx, tr, "mla.k_pe", cache->k_pe + pos0 * rope, 2, k_pe_shape);
+    hylo_hip_trace(ctx, tr, "mla.o", o, 3, o_shape);
+    hylo_hip_linear(ctx, o, L->w.out, NULL, y, T, H * d->v, d->hidden);
+    return hylo_hip_status(ctx, err);
+}
+
+hylo_status hylo_hip_mla_prefill(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                                 int64_t pos0, const float *x, int64_t T, float *y,
+                                 const hylo_tracer *tr, hylo_error *err)
+{
+    return mla_forward((hylo_hip_ctx *)ctx, layer, cache, pos0, x, T, y, false, tr, err);
+}
+
+hylo_status hylo_hip_mla_decode(void *ctx, const hylo_mla_layer *layer, hylo_mla_cache *cache,
+                                int64_t pos0, const float *x, int64_t T, float *y,
+                                const hylo_tracer *tr, hylo_error *err)
+{
+    return mla_forward((hylo_hip_ctx *)ctx, layer, cache, pos0, x, T, y, true, tr, err);
+}

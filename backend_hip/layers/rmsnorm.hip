@@ -1,0 +1,38 @@
+/* rmsnorm.hip: RMSNorm (spec sec. 2), one block per row, statistics in fp32. */
+#include "core/device.h"
+#include "layers/hip_layers.h"
+
+/* Block r: y[r, i] = w[i] x[r, i] / sqrt(mean_i x[r, i]^2 + eps) (y may alias x: each
+ * element is read and written by the same thread). */
+__global__ void rmsnorm_kernel(const float *x, const float *w, float *y, int64_t n, float eps)
+{
+    __shared__ float red[HYLO_HIP_THREADS];
+    const float *xr = x + (int64_t)blockIdx.x * n;
+    float *yr = y + (int64_t)blockIdx.x * n;
+    float sum_sq = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum_sq += xr[i] * xr[i];
+    const float inv_rms = 1.0f / sqrtf(hylo_block_sum(sum_sq, red) / (float)n + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = w[i] * (xr[i] * inv_rms);
+}
+
+void hylo_hip_rmsnorm_rows(hylo_hip_ctx *ctx, const float *x, const float *w, float *y,
+                           int64_t rows, int64_t n, double eps)
+{
+    if (rows <= 0 || !hylo_hip_ok(ctx)) return;
+    if (rows > INT32_MAX) {
+        hylo_hip_fail(ctx, HYLO_ERR_RANGE, "hip backend: rmsnorm of %lld rows", (long long)rows);
+        return;
+    }
+    rmsnorm_kernel<<<(unsigned)rows, HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(x, w, y, n,
+                                                                                (float)eps);
+    hylo_hip_launched(ctx, "rmsnorm");
+}
+
+/* x [rows, n], w [n] (host pointer of an uploaded weight), y [rows, n]. */
+void hylo_hip_rmsnorm(void *vctx, const float *x, const float *w, float *y, int64_t rows,
+                      int64_t n, double eps)
+{
+    hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
+    const float *w_dev = hylo_hip_find(ctx, w, "a norm weight");
+    if (w_dev) hylo_hip_rmsnorm_rows(ctx, x, w_dev, y, rows, n, eps);
+}

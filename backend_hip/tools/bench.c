@@ -1,0 +1,325 @@
+/* bench.c: hylo-hip-bench, prefill and decode speed of checkpoints on the HIP backend, set
+ * against the copy bandwidth and the bf16 GEMM rate measured in the same run.
+ *
+ *   hylo-hip-bench [--contexts 1024,8192,32768] [--steps N] [--weights f32|bf16]
+ *                  [--long N] MODEL_DIR...
+ *
+ * Per model and context L: time to first token (a prefill of L random tokens, logits of the
+ * last row, timed to the logits on the host) and the median time per output token of --steps
+ * decode steps after it; --long N adds decode steps at context N over a cache filled with
+ * random values (hylo_state_fill_random), the long-context probe. Counting (what the model
+ * must do at least): prefill FLOPs = 2 L (matrix parameters) + 2 D V (LM head, last row) + the
+ * causal attention products (2 L (L + 1) / 2 per head and query/key/value dim); the Mamba2 and
+ * GDN scans are left out. Decode bytes = the matrices streamed (2 bytes each in bf16, 4 in
+ * f32) + the cache rows read (fp32) + the recurrent states read and written. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "layers/hip_layers.h"
+
+#define MAX_CONTEXTS 8
+#define MAX_STEPS 64
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int die(const char *what, const hylo_error *err)
+{
+    fprintf(stderr, "hylo-hip-bench: %s: %s\n", what, err->message);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The two ceilings                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* n floats of N(0, 1) on the device. */
+static float *random_device(hylo_hip_ctx *ctx, int64_t n, hylo_error *err)
+{
+    float *host = malloc((size_t)n * sizeof(float));
+    float *dev = host ? hylo_hip_alloc(ctx, (size_t)n * sizeof(float)) : NULL;
+    if (dev) {
+        hylo_rng rng;
+        hylo_rng_seed(&rng, 1, 2);
+        for (int64_t i = 0; i < n; i++) host[i] = (float)hylo_rng_normal(&rng);
+        if (hylo_hip_copy(ctx, dev, host, (size_t)n * sizeof(float), HYLO_COPY_TO_DEVICE, err) !=
+            HYLO_OK) {
+            hylo_hip_release(ctx, dev);
+            dev = NULL;
+        }
+    }
+    free(host);
+    return dev;
+}
+
+/* Device-to-device copy of 1 GiB, counting the bytes read and written: GB/s (best of 10). */
+static double copy_bandwidth(hylo_hip_ctx *ctx, hylo_error *err)
+{
+    const int64_t n = (int64_t)1 << 28;
+    float *src = random_device(ctx, n, err), *dst = hylo_hip_alloc(ctx, (size_t)n * sizeof(float));
+    double best = 0.0;
+    for (int rep = 0; src && dst && rep < 11; rep++) {
+        const double t0 = now();
+        if (hylo_hip_copy(ctx, dst, src, (size_t)n * sizeof(float), HYLO_COPY_ON_DEVICE, err) !=
+                HYLO_OK ||
+            hylo_hip_finish(ctx, err) != HYLO_OK)
+            break;
+        const double rate = 2.0 * (double)n * sizeof(float) / (now() - t0) / 1e9;
+        if (rep > 0 && rate > best) best = rate;
+    }
+    hylo_hip_release(ctx, src);
+    hylo_hip_release(ctx, dst);
+    return best;
+}
+
+/* bf16 GEMM [8192, 8192] x [8192, 8192] on random operands: TFLOP/s (best of 10). */
+static double gemm_rate(hylo_hip_ctx *ctx, hylo_error *err)
+{
+    const int64_t n = 8192;
+    float *a = random_device(ctx, n * n, err), *c = hylo_hip_alloc(ctx, (size_t)(n * n) * sizeof(float));
+    uint16_t *a16 = hylo_hip_alloc(ctx, (size_t)(n * n) * sizeof(uint16_t));
+    double best = 0.0;
+    if (a && c && a16) hylo_hip_to_bf16(ctx, a, a16, n * n);
+    for (int rep = 0; a && c && a16 && rep < 11; rep++) {
+        const double t0 = now();
+        hylo_hip_gemm(ctx, HYLO_BF16, false, true, n, n, n, 1.0f, a16, n, a16, n, 0.0f, c, n);
+        if (hylo_hip_finish(ctx, err) != HYLO_OK) break;
+        const double rate = 2.0 * (double)n * n * n / (now() - t0) / 1e12;
+        if (rep > 0 && rate > best) best = rate;
+    }
+    hylo_hip_release(ctx, a);
+    hylo_hip_release(ctx, c);
+    hylo_hip_release(ctx, a16);
+    return best;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counting                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double matrix_params;   /* projection matrices, LM head excluded */
+    double head_params;     /* V D                                    */
+    double attn_dims;       /* sum over attention/MLA layers of H (q.k dims + v dims) */
+    double cache_per_token; /* bytes of cache rows per position (fp32)                */
+    double state_bytes;     /* recurrent states, fp32                                 */
+} counts;
+
+static hylo_status count_model(const hylo_model *m, counts *k, hylo_error *err)
+{
+    const hylo_config *c = &m->cfg;
+    const hylo_hybrid_config *hy = &m->hybrid;
+    hylo_param *params = NULL;
+    size_t n = 0;
+    hylo_status st = hylo_model_params(c, hy, &params, &n, err);
+    if (st != HYLO_OK) return st;
+    memset(k, 0, sizeof *k);
+    k->head_params = (double)c->vocab_size * (double)c->hidden_size;
+    for (size_t i = 0; i < n; i++)
+        if (params[i].kind == HYLO_PARAM_LINEAR && params[i].ndim == 2 &&
+            *hylo_param_slot((hylo_model *)m, &params[i]) != m->lm_head)
+            k->matrix_params += (double)hylo_param_numel(&params[i]);
+    free(params);
+    const hylo_mla_dims md = hylo_mla_dims_of(c, hy);
+    const hylo_mamba2_dims d2 = hylo_mamba2_dims_of(c, hy);
+    const hylo_gdn_dims dg = hylo_gdn_dims_of(c, hy);
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        switch (m->layers[i].mixer) {
+        case HYLO_MIXER_ATTENTION:
+            k->attn_dims += (double)(c->num_heads * 2 * c->head_dim);
+            k->cache_per_token += (double)(2 * c->num_kv_heads * c->head_dim) * 4.0;
+            break;
+        case HYLO_MIXER_MLA:
+            k->attn_dims += (double)(md.heads * (md.nope + md.rope + md.v));
+            k->cache_per_token += (double)(md.kv_rank + md.rope) * 4.0;
+            break;
+        case HYLO_MIXER_MAMBA2:
+            k->state_bytes += (double)(d2.nheads * d2.headdim * d2.d_state) * 4.0;
+            break;
+        case HYLO_MIXER_GDN:
+            k->state_bytes += (double)(dg.v_heads * dg.head_k * dg.head_v) * 4.0;
+            break;
+        }
+    }
+    return HYLO_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Runs                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+static int compare_doubles(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of `steps` decode steps on state s (greedy tokens from random ids). */
+static hylo_status decode_steps(const hylo_model *m, hylo_state *s, int64_t steps,
+                                float *logits, double *median, hylo_error *err)
+{
+    double t[MAX_STEPS];
+    int32_t token = 17;
+    for (int64_t i = 0; i < steps; i++) {
+        const double t0 = now();
+        hylo_status st = hylo_forward(m, s, &token, 1, HYLO_LOGITS_LAST, logits, err);
+        if (st != HYLO_OK) return st;
+        t[i] = now() - t0;
+        token = (int32_t)((token * 7919 + 13) % m->cfg.vocab_size);
+    }
+    qsort(t, (size_t)steps, sizeof t[0], compare_doubles);
+    *median = t[steps / 2];
+    return HYLO_OK;
+}
+
+typedef struct {
+    double copy_gbs, gemm_tflops;
+    int64_t steps;
+    bool bf16;
+} setup;
+
+static void print_row(const char *model, const char *kind, int64_t L, double ttft, double flops,
+                      double tpot, double bytes, const setup *u)
+{
+    char prefill[64] = "-";
+    if (ttft > 0.0)
+        snprintf(prefill, sizeof prefill, "%9.3f s %6.1f TF/s %4.0f%%", ttft, flops / ttft / 1e12,
+                 100.0 * flops / ttft / 1e12 / u->gemm_tflops);
+    printf("%-26s %-7s %8lld  %-34s %8.3f ms %7.0f GB/s %4.0f%%\n", model, kind, (long long)L,
+           prefill, 1e3 * tpot, bytes / tpot / 1e9, 100.0 * bytes / tpot / 1e9 / u->copy_gbs);
+}
+
+static int bench_model(const char *dir, const int64_t *contexts, int n_contexts, int64_t long_ctx,
+                       const setup *u)
+{
+    hylo_error err = {0};
+    hylo_model *m = NULL;
+    counts k;
+    if (hylo_model_load(dir, &m, &err) != HYLO_OK) return die(dir, &err);
+    if (hylo_model_set_backend(m, HYLO_BACKEND_HIP, u->bf16 ? HYLO_WEIGHTS_BF16 : HYLO_WEIGHTS_F32,
+                               &err) != HYLO_OK ||
+        count_model(m, &k, &err) != HYLO_OK) {
+        hylo_model_free(m);
+        return die(dir, &err);
+    }
+    const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    const int64_t V = m->cfg.vocab_size;
+    const double weight_bytes = (k.matrix_params + k.head_params) * (u->bf16 ? 2.0 : 4.0);
+    int32_t *tokens = NULL;
+    float *logits = malloc((size_t)V * sizeof(float));
+    int rc = logits ? 0 : 1;
+    for (int ci = 0; ci < n_contexts && rc == 0; ci++) {
+        const int64_t L = contexts[ci];
+        hylo_state *s = NULL;
+        free(tokens);
+        tokens = malloc((size_t)L * sizeof *tokens);
+        if (!tokens) {
+            rc = 1;
+            break;
+        }
+        for (int64_t i = 0; i < L; i++) tokens[i] = (int32_t)((i * 2654435761u) % (uint64_t)V);
+        double ttft = 0.0, tpot = 0.0;
+        hylo_status st = hylo_state_create(m, L + u->steps + 1, &s, &err);
+        if (st == HYLO_OK && ci == 0) { /* warm-up: module load, BLAS handle, workspaces */
+            st = hylo_forward(m, s, tokens, L < 256 ? L : 256, HYLO_LOGITS_LAST, logits, &err);
+            hylo_state_free(s);
+            s = NULL;
+            if (st == HYLO_OK) st = hylo_state_create(m, L + u->steps + 1, &s, &err);
+        }
+        if (st == HYLO_OK) {
+            const double t0 = now();
+            st = hylo_forward(m, s, tokens, L, HYLO_LOGITS_LAST, logits, &err);
+            ttft = now() - t0;
+        }
+        if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &err);
+        hylo_state_free(s);
+        if (st != HYLO_OK) {
+            rc = die(name, &err);
+            break;
+        }
+        const double Ld = (double)L;
+        const double flops = 2.0 * Ld * k.matrix_params + 2.0 * k.head_params +
+                             2.0 * Ld * (Ld + 1.0) / 2.0 * k.attn_dims;
+        const double bytes = weight_bytes + Ld * k.cache_per_token + 2.0 * k.state_bytes;
+        print_row(name, "context", L, ttft, flops, tpot, bytes, u);
+    }
+    if (rc == 0 && long_ctx > 0) {
+        hylo_state *s = NULL;
+        double tpot = 0.0;
+        hylo_status st = hylo_state_create(m, long_ctx + u->steps + 1, &s, &err);
+        if (st == HYLO_OK) st = hylo_state_fill_random(s, long_ctx, 7, &err);
+        if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &err);
+        hylo_state_free(s);
+        if (st != HYLO_OK) {
+            fprintf(stderr, "hylo-hip-bench: %s at %lld positions: %s\n", name,
+                    (long long)long_ctx, err.message);
+            printf("%-26s %-7s %8lld  %s\n", name, "long", (long long)long_ctx,
+                   "does not fit / fails (see stderr)");
+        } else {
+            print_row(name, "long", long_ctx, 0.0, 0.0, tpot,
+                      weight_bytes + (double)long_ctx * k.cache_per_token + 2.0 * k.state_bytes, u);
+            printf("%-26s cache %.1f MB at %lld positions (fp32), states %.1f MB\n", name,
+                   (double)long_ctx * k.cache_per_token / 1e6, (long long)long_ctx,
+                   k.state_bytes / 1e6);
+        }
+    }
+    free(tokens);
+    free(logits);
+    hylo_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int64_t contexts[MAX_CONTEXTS] = {1024, 8192, 32768}, long_ctx = 0;
+    int n_contexts = 3, first = argc;
+    setup u = {0.0, 0.0, 16, true};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc) {
+            n_contexts = 0;
+            for (char *p = argv[++i]; *p && n_contexts < MAX_CONTEXTS; p += *p == ',')
+                contexts[n_contexts++] = strtoll(p, &p, 10);
+        } else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
+            u.steps = strtoll(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--weights") == 0 && i + 1 < argc) {
+            u.bf16 = strcmp(argv[++i], "f32") != 0;
+        } else if (strcmp(argv[i], "--long") == 0 && i + 1 < argc) {
+            long_ctx = strtoll(argv[++i], NULL, 10);
+        } else if (argv[i][0] != '-') {
+            first = i;
+            break;
+        } else {
+            first = argc;
+            break;
+        }
+    }
+    if (first == argc || u.steps < 1 || u.steps > MAX_STEPS) {
+        fprintf(stderr, "usage: hylo-hip-bench [--contexts L,L,...] [--steps N<=%d] "
+                        "[--weights f32|bf16] [--long N] MODEL_DIR...\n", MAX_STEPS);
+        return 2;
+    }
+    hylo_error err = {0};
+    hylo_hip_ctx *ctx = NULL;
+    if (hylo_hip_context_new(NULL, false, &ctx, &err) != HYLO_OK) return die("context", &err);
+    u.copy_gbs = copy_bandwidth(ctx, &err);
+    u.gemm_tflops = gemm_rate(ctx, &err);
+    hylo_hip_context_free(ctx);
+    if (u.copy_gbs <= 0.0 || u.gemm_tflops <= 0.0) return die("measuring the ceilings", &err);
+    printf("ceilings measured: device copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s; "
+           "weights %s, %lld decode steps per figure (median)\n",
+           u.copy_gbs, u.gemm_tflops, u.bf16 ? "bf16" : "f32", (long long)u.steps);
+    printf("%-26s %-7s %8s  %-34s %11s %12s %5s\n", "model", "run", "context",
+           "prefill (TTFT, rate, % GEMM)", "decode/tok", "decode BW", "%cp");
+    int rc = 0;
+    for (int i = first; i < argc; i++)
+        rc |= bench_model(argv[i], contexts, n_contexts, long_ctx, &u);
+    return rc;
+}

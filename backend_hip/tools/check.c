@@ -1,0 +1,713 @@
+/* check.c: hylo-hip-check, every op of the HIP backend against the reference of ref/ on fresh
+ * random inputs (tools/validate_hip.sh runs it on the device machine).
+ *
+ *   hylo-hip-check [--seed N] [--models DIR...]
+ *
+ * Each case draws its inputs, weights and states from the seed and its name, uploads them,
+ * fills every device output with NaN (so that an element a kernel never writes fails), runs
+ * the HIP op and the ref function on the same values, and compares each output and updated
+ * state by NMSE = sum (a - r)^2 / sum r^2 (spec sec. 11; a NaN or Inf where the reference is
+ * finite fails). The cases run under every GEMM engine of the build (hipBLAS / cuBLAS and the
+ * built-in tiled kernel). Limits: fp32 computation 1e-9 (the reference accumulates in double:
+ * a different reduction order costs ~1e-14 per op, a wrong index > 1e-3); bf16 weights with
+ * bf16-rounded activations 1e-4 for one projection and 1e-3 for a layer (a relative rounding
+ * of 2^-9 per operand, over a few chained GEMMs); a bf16 GEMM against the reference on the same
+ * rounded operands 1e-9. Each model directory given is run whole (prefill of 12 tokens, 3
+ * decode steps) on hip and ref, logits compared: fp32 1e-8, bf16 weights 1e-2 (random tiny
+ * models amplify rounding through every layer).
+ * Prints one table; exit status 0 when every row passes, 1 otherwise. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "layers/hip_layers.h"
+#include "layers/layers.h"
+
+#define LIMIT_F32 1e-9
+#define LIMIT_BF16_OP 1e-4
+#define LIMIT_BF16_LAYER 1e-3
+#define MAX_ROWS 512
+#define MAX_ITEMS 512
+
+/* ------------------------------------------------------------------------------------------ */
+/* Results                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    char op[20], variant[64], dtype[6];
+    double nmse, max_abs, limit;
+} result;
+
+static result results[MAX_ROWS];
+static int n_results, n_failed;
+static const char *engine = "builtin"; /* the GEMM engine of the cases running */
+
+static void record(const char *op, const char *variant, const char *dtype, double nmse,
+                   double max_abs, double limit)
+{
+    const bool ok = nmse <= limit;
+    if (!ok) n_failed++;
+    if (n_results == MAX_ROWS) return;
+    result *r = &results[n_results++];
+    snprintf(r->op, sizeof r->op, "%s", op);
+    snprintf(r->variant, sizeof r->variant, "%s [%s]", variant, engine);
+    snprintf(r->dtype, sizeof r->dtype, "%s", dtype);
+    r->nmse = nmse;
+    r->max_abs = max_abs;
+    r->limit = limit;
+}
+
+/* NMSE and max abs error of got against want (n values). */
+static void compare(const char *op, const char *variant, const char *dtype, const float *got,
+                    const float *want, int64_t n, double limit)
+{
+    double num = 0.0, den = 0.0, max_abs = 0.0;
+    bool broken = false;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) {
+            broken = broken || isfinite(want[i]);
+            continue;
+        }
+        const double d = (double)got[i] - (double)want[i];
+        num += d * d;
+        den += (double)want[i] * (double)want[i];
+        max_abs = fmax(max_abs, fabs(d));
+    }
+    record(op, variant, dtype, broken ? INFINITY : den > 0.0 ? num / den : num,
+           broken ? INFINITY : max_abs, limit);
+}
+
+static void failed(const char *op, const char *variant, const char *message)
+{
+    fprintf(stderr, "hylo-hip-check: %s %s: %s\n", op, variant, message);
+    record(op, variant, "-", INFINITY, INFINITY, 0.0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One case: host arrays, uploaded weights, a context, device buffers                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    hylo_rng rng;
+    hylo_hip_array weights[MAX_ITEMS];
+    size_t n_weights;
+    void *host[MAX_ITEMS];
+    int n_host;
+    void *dev[MAX_ITEMS];
+    int n_dev;
+    hylo_hip_weights *w;
+    hylo_hip_ctx *ctx;
+    bool bf16;
+    hylo_error err;
+} tcase;
+
+static void start(tcase *c, uint64_t seed, const char *name, bool bf16)
+{
+    memset(c, 0, sizeof *c);
+    hylo_rng_seed(&c->rng, seed, hylo_hash_string(name));
+    c->bf16 = bf16;
+}
+
+static void *host_alloc(tcase *c, size_t bytes)
+{
+    void *p = calloc(1, bytes > 0 ? bytes : 1);
+    if (!p || c->n_host == MAX_ITEMS) {
+        fprintf(stderr, "hylo-hip-check: out of host memory\n");
+        exit(2);
+    }
+    return c->host[c->n_host++] = p;
+}
+
+/* n values N(0, scale^2) */
+static float *rnd(tcase *c, int64_t n, double scale)
+{
+    float *x = host_alloc(c, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(scale * hylo_rng_normal(&c->rng));
+    return x;
+}
+
+/* n values uniform in [lo, hi) */
+static float *uni(tcase *c, int64_t n, double lo, double hi)
+{
+    float *x = host_alloc(c, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * hylo_rng_uniform(&c->rng));
+    return x;
+}
+
+static float *copy_of(tcase *c, const float *src, int64_t n)
+{
+    float *x = host_alloc(c, (size_t)n * sizeof(float));
+    memcpy(x, src, (size_t)n * sizeof(float));
+    return x;
+}
+
+/* A weight to upload: a matrix [rows, cols] N(0, 1/cols) (with a bf16 copy in bf16 cases),
+ * or any other array. */
+static const float *weight(tcase *c, float *host, int64_t n, bool matrix)
+{
+    c->weights[c->n_weights++] = (hylo_hip_array){host, n, sizeof(float), matrix};
+    return host;
+}
+
+static const float *matrix(tcase *c, int64_t rows, int64_t cols)
+{
+    return weight(c, rnd(c, rows * cols, 1.0 / sqrt((double)cols)), rows * cols, true);
+}
+
+static const double *freq_table(tcase *c, int64_t dim, double theta)
+{
+    double *f = host_alloc(c, (size_t)(dim / 2) * sizeof(double));
+    for (int64_t i = 0; i < dim / 2; i++) f[i] = pow(theta, -2.0 * (double)i / (double)dim);
+    c->weights[c->n_weights++] = (hylo_hip_array){f, dim / 2, sizeof(double), false};
+    return f;
+}
+
+/* Uploads the weights and opens a context; false (reported) on failure. */
+static bool open_case(tcase *c, const char *op, const char *variant)
+{
+    if (hylo_hip_weights_new(c->weights, c->n_weights, c->bf16, &c->w, &c->err) != HYLO_OK ||
+        hylo_hip_context_new(c->w, c->bf16, &c->ctx, &c->err) != HYLO_OK) {
+        failed(op, variant, c->err.message);
+        return false;
+    }
+    return true;
+}
+
+static float *dev_alloc(tcase *c, int64_t n)
+{
+    float *p = hylo_hip_alloc(c->ctx, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (p) c->dev[c->n_dev++] = p;
+    return p;
+}
+
+/* A device copy of host [n]. */
+static float *dev_of(tcase *c, const float *host, int64_t n)
+{
+    float *p = dev_alloc(c, n);
+    if (p) hylo_hip_copy(c->ctx, p, host, (size_t)n * sizeof(float), HYLO_COPY_TO_DEVICE, &c->err);
+    return p;
+}
+
+/* A device output [n] poisoned with NaN. */
+static float *dev_nan(tcase *c, int64_t n)
+{
+    float *nan = host_alloc(c, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) nan[i] = NAN;
+    return dev_of(c, nan, n);
+}
+
+/* The device buffer's values after the queued work (NaN-filled if anything failed). */
+static float *host_of(tcase *c, const float *dev, int64_t n)
+{
+    float *x = host_alloc(c, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = NAN;
+    if (hylo_hip_finish(c->ctx, &c->err) != HYLO_OK ||
+        hylo_hip_copy(c->ctx, x, dev, (size_t)n * sizeof(float), HYLO_COPY_TO_HOST, &c->err) != HYLO_OK)
+        fprintf(stderr, "hylo-hip-check: %s\n", c->err.message);
+    return x;
+}
+
+static void close_case(tcase *c)
+{
+    for (int i = 0; i < c->n_dev; i++) hylo_hip_release(c->ctx, c->dev[i]);
+    hylo_hip_context_free(c->ctx);
+    hylo_hip_weights_free(c->w);
+    for (int i = 0; i < c->n_host; i++) free(c->host[i]);
+}
+
+static const char *dtype_of(const tcase *c)
+{
+    return c->bf16 ? "bf16" : "f32";
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GEMM, linear, norms, rope, conv, attention, MLP                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The GEMM alone, every transpose combination, against a double-precision product of the same
+ * (bf16-rounded) operands. */
+static void check_gemm(uint64_t seed, bool bf16)
+{
+    const int64_t M = 37, N = 45, K = 29;
+    for (int tr = 0; tr < 4; tr++) {
+        const bool ta = tr & 1, tb = tr & 2;
+        char variant[64];
+        snprintf(variant, sizeof variant, "M%lld N%lld K%lld %s%s", (long long)M, (long long)N,
+                 (long long)K, ta ? "A^T" : "A", tb ? " B^T" : " B");
+        tcase c;
+        start(&c, seed, variant, false);
+        float *A = rnd(&c, M * K, 1.0), *B = rnd(&c, K * N, 1.0), *C0 = rnd(&c, M * N, 1.0);
+        if (bf16)
+            for (int64_t i = 0; i < M * K + K * N; i++) {
+                float *x = i < M * K ? A + i : B + i - M * K;
+                *x = hylo_bf16_to_f32(hylo_f32_to_bf16(*x));
+            }
+        const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+        const float alpha = 0.75f, beta = bf16 ? 0.0f : 0.5f;
+        float *want = host_alloc(&c, (size_t)(M * N) * sizeof(float));
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double acc = 0.0;
+                for (int64_t k = 0; k < K; k++)
+                    acc += (double)A[ta ? k * lda + m : m * lda + k] *
+                           (double)B[tb ? n * ldb + k : k * ldb + n];
+                want[m * N + n] = (float)(alpha * acc + beta * C0[m * N + n]);
+            }
+        if (!open_case(&c, "gemm", variant)) {
+            close_case(&c);
+            continue;
+        }
+        const void *Ad = dev_of(&c, A, M * K), *Bd = dev_of(&c, B, K * N);
+        float *Cd = beta != 0.0f ? dev_of(&c, C0, M * N) : dev_nan(&c, M * N);
+        if (bf16) { /* the device rounds the (already representable) operands to bf16 storage */
+            uint16_t *A16 = (uint16_t *)dev_alloc(&c, M * K), *B16 = (uint16_t *)dev_alloc(&c, K * N);
+            hylo_hip_to_bf16(c.ctx, Ad, A16, M * K);
+            hylo_hip_to_bf16(c.ctx, Bd, B16, K * N);
+            Ad = A16;
+            Bd = B16;
+        }
+        hylo_hip_gemm(c.ctx, bf16 ? HYLO_BF16 : HYLO_F32, ta, tb, M, N, K, alpha, Ad, lda, Bd,
+                      ldb, beta, Cd, N);
+        compare("gemm", variant, bf16 ? "bf16" : "f32", host_of(&c, Cd, M * N), want, M * N,
+                LIMIT_F32);
+        close_case(&c);
+    }
+}
+
+static void check_linear(uint64_t seed, bool bf16)
+{
+    const int64_t T = 7, in = 96, out = 80;
+    tcase c;
+    start(&c, seed, "linear", bf16);
+    const float *x = rnd(&c, T * in, 1.0), *W = matrix(&c, out, in);
+    const float *b = weight(&c, rnd(&c, out, 0.1), out, false);
+    float *want = host_alloc(&c, (size_t)(T * out) * sizeof(float));
+    hylo_ref_linear(x, W, b, want, T, in, out);
+    if (open_case(&c, "linear", "T7 96->80 bias")) {
+        float *y = dev_nan(&c, T * out);
+        hylo_hip_linear(c.ctx, dev_of(&c, x, T * in), W, b, y, T, in, out);
+        compare("linear", "T7 96->80 bias", dtype_of(&c), host_of(&c, y, T * out), want, T * out,
+                bf16 ? LIMIT_BF16_OP : LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+static void check_rmsnorm(uint64_t seed)
+{
+    const int64_t rows = 9, n = 200;
+    tcase c;
+    start(&c, seed, "rmsnorm", false);
+    const float *x = rnd(&c, rows * n, 2.0), *w = weight(&c, uni(&c, n, 0.5, 1.5), n, false);
+    float *want = host_alloc(&c, (size_t)(rows * n) * sizeof(float));
+    hylo_ref_rmsnorm(x, w, want, rows, n, 1e-5);
+    if (open_case(&c, "rmsnorm", "9 x 200 in place")) {
+        float *xd = dev_of(&c, x, rows * n);
+        hylo_hip_rmsnorm(c.ctx, xd, w, xd, rows, n, 1e-5);
+        compare("rmsnorm", "9 x 200 in place", "f32", host_of(&c, xd, rows * n), want, rows * n,
+                LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+static void check_rope(uint64_t seed)
+{
+    const int64_t T = 5, heads = 3, dim = 64, pos0 = 100000;
+    tcase c;
+    start(&c, seed, "rope", false);
+    const float *x = rnd(&c, T * heads * dim, 1.0);
+    const double *f = freq_table(&c, dim, 5e5);
+    float *half = copy_of(&c, x, T * heads * dim), *inter = copy_of(&c, x, T * heads * dim);
+    for (int64_t t = 0; t < T; t++) {
+        hylo_ref_rope_rotate_half(half + t * heads * dim, heads, dim, pos0 + t, f, 1.0);
+        hylo_ref_rope_interleaved(inter + t * heads * dim, heads, dim, pos0 + t, f, 1.25);
+    }
+    if (open_case(&c, "rope", "rotate-half")) {
+        float *a = dev_of(&c, x, T * heads * dim), *b = dev_of(&c, x, T * heads * dim);
+        hylo_hip_rope_rotate_half(c.ctx, a, T, heads, dim, pos0, f, 1.0);
+        hylo_hip_rope_rows(c.ctx, b, T, heads, dim, heads * dim, dim, pos0,
+                           hylo_hip_find_f64(c.ctx, f, "rope"), 1.25, true);
+        compare("rope", "rotate-half, pos 1e5", "f32", host_of(&c, a, T * heads * dim), half,
+                T * heads * dim, LIMIT_F32);
+        compare("rope", "interleaved, scale 1.25", "f32", host_of(&c, b, T * heads * dim), inter,
+                T * heads * dim, LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+static void check_conv(uint64_t seed, int64_t T)
+{
+    const int64_t C = 40, K = 4;
+    char variant[64];
+    snprintf(variant, sizeof variant, "T%lld C%lld K%lld, state", (long long)T, (long long)C,
+             (long long)K);
+    tcase c;
+    start(&c, seed, variant, false);
+    const float *x = rnd(&c, T * C, 1.0), *w = weight(&c, rnd(&c, C * K, 0.5), C * K, false);
+    const float *b = weight(&c, rnd(&c, C, 0.1), C, false);
+    float *state0 = rnd(&c, C * (K - 1), 1.0), *state = copy_of(&c, state0, C * (K - 1));
+    float *want = host_alloc(&c, (size_t)(T * C) * sizeof(float));
+    hylo_ref_causal_conv1d_silu(x, w, b, state, want, T, C, K);
+    if (open_case(&c, "conv", variant)) {
+        float *y = dev_nan(&c, T * C), *sd = dev_of(&c, state0, C * (K - 1));
+        hylo_hip_conv_silu(c.ctx, dev_of(&c, x, T * C), C, hylo_hip_find(c.ctx, w, "w"),
+                           hylo_hip_find(c.ctx, b, "b"), sd, y, T, C, K);
+        compare("conv", variant, "f32", host_of(&c, y, T * C), want, T * C, LIMIT_F32);
+        compare("conv state", variant, "f32", host_of(&c, sd, C * (K - 1)), state, C * (K - 1),
+                LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+static void check_attention(uint64_t seed, int64_t T, int64_t len, int64_t H, int64_t Hkv,
+                            int64_t hd)
+{
+    char variant[64];
+    snprintf(variant, sizeof variant, "T%lld len%lld H%lld/%lld hd%lld", (long long)T,
+             (long long)len, (long long)H, (long long)Hkv, (long long)hd);
+    tcase c;
+    start(&c, seed, variant, false);
+    const float *q = rnd(&c, T * H * hd, 1.0), *k = rnd(&c, len * Hkv * hd, 1.0);
+    const float *v = rnd(&c, len * Hkv * hd, 1.0);
+    float *want = host_alloc(&c, (size_t)(T * H * hd) * sizeof(float));
+    const double scale = 1.0 / sqrt((double)hd);
+    hylo_ref_attention(q, k, v, want, T, len, H, Hkv, hd, scale, &c.err);
+    if (open_case(&c, "attention", variant)) {
+        float *out = dev_nan(&c, T * H * hd);
+        hylo_hip_attention(c.ctx, dev_of(&c, q, T * H * hd), dev_of(&c, k, len * Hkv * hd),
+                           dev_of(&c, v, len * Hkv * hd), out, T, len, H, Hkv, hd, scale, &c.err);
+        compare("attention", variant, "f32", host_of(&c, out, T * H * hd), want, T * H * hd,
+                LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+static void check_mlp(uint64_t seed, bool bf16)
+{
+    const int64_t T = 6, D = 64, F = 160;
+    tcase c;
+    start(&c, seed, "mlp", bf16);
+    const float *x = rnd(&c, T * D, 1.0);
+    const float *Wg = matrix(&c, F, D), *Wu = matrix(&c, F, D), *Wd = matrix(&c, D, F);
+    const float *bg = weight(&c, rnd(&c, F, 0.1), F, false);
+    const float *bu = weight(&c, rnd(&c, F, 0.1), F, false);
+    const float *bd = weight(&c, rnd(&c, D, 0.1), D, false);
+    float *want = host_alloc(&c, (size_t)(T * D) * sizeof(float));
+    hylo_ref_swiglu_mlp(x, Wg, bg, Wu, bu, Wd, bd, want, T, D, F, &c.err);
+    if (open_case(&c, "swiglu", "T6 D64 F160 bias")) {
+        float *y = dev_nan(&c, T * D);
+        hylo_hip_swiglu_mlp(c.ctx, dev_of(&c, x, T * D), Wg, bg, Wu, bu, Wd, bd, y, T, D, F,
+                            &c.err);
+        compare("swiglu", "T6 D64 F160 bias", dtype_of(&c), host_of(&c, y, T * D), want, T * D,
+                bf16 ? LIMIT_BF16_LAYER : LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* MLA                                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    hylo_mla_dims d;
+    bool latent_norms, qk_norms;
+    int64_t steps[4]; /* tokens per call: a prefill, a continued prefill, decode steps */
+} mla_case;
+
+static void check_mla(uint64_t seed, const mla_case *mc, bool bf16)
+{
+    const hylo_mla_dims *d = &mc->d;
+    const int64_t H = d->heads, D = d->hidden, r = d->kv_rank, rope = d->rope;
+    const int64_t dq = d->nope + rope;
+    int64_t total = 0;
+    for (int s = 0; s < 4; s++) total += mc->steps[s];
+    tcase c;
+    start(&c, seed, mc->name, bf16);
+    hylo_mla_layer L = {*d, {0}, NULL, 1.2, 1.0 / sqrt((double)dq)};
+    if (d->q_rank > 0) {
+        L.w.q_a = matrix(&c, d->q_rank, D);
+        L.w.q_b = matrix(&c, H * dq, d->q_rank);
+    } else {
+        L.w.q_proj = matrix(&c, H * dq, D);
+    }
+    L.w.kv_a = matrix(&c, r + rope, D);
+    L.w.kv_b = matrix(&c, d->kv_heads * (d->nope + d->v), r);
+    L.w.out = matrix(&c, D, H * d->v);
+    if (mc->latent_norms) {
+        if (d->q_rank > 0) L.w.q_a_norm = weight(&c, uni(&c, d->q_rank, 0.5, 1.5), d->q_rank, false);
+        L.w.kv_a_norm = weight(&c, uni(&c, r, 0.5, 1.5), r, false);
+    }
+    if (mc->qk_norms) {
+        L.w.q_norm = weight(&c, uni(&c, dq, 0.5, 1.5), dq, false);
+        L.w.k_norm = weight(&c, uni(&c, dq, 0.5, 1.5), dq, false);
+    }
+    L.rope_inv_freq = freq_table(&c, rope, 5e5);
+    const float *x = rnd(&c, total * D, 1.0);
+    hylo_mla_cache ref = {host_alloc(&c, (size_t)(total * r) * sizeof(float)),
+                          host_alloc(&c, (size_t)(total * rope) * sizeof(float))};
+    if (!open_case(&c, "mla", mc->name)) {
+        close_case(&c);
+        return;
+    }
+    hylo_mla_cache dev = {dev_alloc(&c, total * r), dev_alloc(&c, total * rope)};
+    int64_t pos = 0;
+    for (int s = 0; s < 4 && mc->steps[s] > 0; s++) {
+        const int64_t T = mc->steps[s];
+        const bool decode = s >= 2;
+        float *want = host_alloc(&c, (size_t)(T * D) * sizeof(float)), *y = dev_nan(&c, T * D);
+        const float *xs = x + pos * D;
+        (decode ? hylo_ref_mla_forward_absorbed : hylo_ref_mla_forward)(&L, &ref, pos, xs, T, want,
+                                                                        NULL, &c.err);
+        (decode ? hylo_hip_mla_decode : hylo_hip_mla_prefill)(c.ctx, &L, &dev, pos,
+                                                              dev_of(&c, xs, T * D), T, y, NULL,
+                                                              &c.err);
+        char variant[64];
+        snprintf(variant, sizeof variant, "%s %s T%lld at %lld", mc->name,
+                 decode ? "absorbed" : "naive", (long long)T, (long long)pos);
+        const double limit = bf16 ? LIMIT_BF16_LAYER : LIMIT_F32;
+        compare("mla", variant, dtype_of(&c), host_of(&c, y, T * D), want, T * D, limit);
+        pos += T;
+        compare("mla cache", variant, dtype_of(&c), host_of(&c, dev.latent, pos * r), ref.latent,
+                pos * r, limit);
+        compare("mla k_pe", variant, dtype_of(&c), host_of(&c, dev.k_pe, pos * rope), ref.k_pe,
+                pos * rope, limit);
+    }
+    close_case(&c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Mamba2 and GDN                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A chunked prefill of `first` tokens, then recurrent steps of 1, 1 and 3 tokens. */
+static void check_mamba2(uint64_t seed, const char *name, hylo_mamba2_dims d, int64_t first,
+                         bool bf16)
+{
+    const int64_t H = d.nheads, D = d.hidden, di = H * d.headdim;
+    const int64_t conv_dim = hylo_mamba2_conv_dim(&d), rows = hylo_mamba2_in_proj_rows(&d);
+    const int64_t conv_n = conv_dim * (d.d_conv - 1), ssm_n = H * d.headdim * d.d_state;
+    tcase c;
+    start(&c, seed, name, bf16);
+    hylo_mamba2_weights w = {matrix(&c, rows, D),
+                             weight(&c, rnd(&c, conv_dim * d.d_conv, 0.5), conv_dim * d.d_conv, false),
+                             weight(&c, rnd(&c, conv_dim, 0.1), conv_dim, false),
+                             weight(&c, uni(&c, H, -4.0, -1.0), H, false),
+                             weight(&c, uni(&c, H, 0.0, 2.5), H, false),
+                             weight(&c, uni(&c, H, 0.5, 1.5), H, false),
+                             weight(&c, uni(&c, di, 0.5, 1.5), di, false),
+                             matrix(&c, D, di)};
+    int64_t steps[4] = {first, 1, 1, 3}, total = 0;
+    for (int s = 0; s < 4; s++) total += steps[s];
+    const float *x = rnd(&c, total * D, 1.0);
+    hylo_mamba2_state ref = {rnd(&c, conv_n, 1.0), rnd(&c, ssm_n, 0.5)};
+    if (!open_case(&c, "mamba2", name)) {
+        close_case(&c);
+        return;
+    }
+    hylo_mamba2_state dev = {dev_of(&c, ref.conv, conv_n), dev_of(&c, ref.ssm, ssm_n)};
+    int64_t pos = 0;
+    for (int s = 0; s < 4; s++) {
+        const int64_t T = steps[s];
+        const hylo_scan scan = s == 0 ? HYLO_SCAN_CHUNKED : HYLO_SCAN_RECURRENT;
+        float *want = host_alloc(&c, (size_t)(T * D) * sizeof(float)), *y = dev_nan(&c, T * D);
+        hylo_ref_mamba2_forward(&d, &w, &ref, x + pos * D, T, want, scan, NULL, &c.err);
+        hylo_hip_mamba2_forward(c.ctx, &d, &w, &dev, dev_of(&c, x + pos * D, T * D), T, y, scan,
+                                NULL, &c.err);
+        char variant[64];
+        snprintf(variant, sizeof variant, "%s %s T%lld", name,
+                 s == 0 ? "chunked" : "recurrent", (long long)T);
+        const double limit = bf16 ? LIMIT_BF16_LAYER : LIMIT_F32;
+        compare("mamba2", variant, dtype_of(&c), host_of(&c, y, T * D), want, T * D, limit);
+        compare("mamba2 ssm", variant, dtype_of(&c), host_of(&c, dev.ssm, ssm_n), ref.ssm, ssm_n,
+                limit);
+        compare("mamba2 conv", variant, dtype_of(&c), host_of(&c, dev.conv, conv_n), ref.conv,
+                conv_n, limit);
+        pos += T;
+    }
+    close_case(&c);
+}
+
+/* As check_mamba2. */
+static void check_gdn(uint64_t seed, const char *name, hylo_gdn_dims d, int64_t first, bool bf16)
+{
+    const int64_t D = d.hidden, nk = d.k_heads * d.head_k, nv = d.v_heads * d.head_v;
+    const int64_t Hv = d.v_heads, K = d.d_conv, S_n = Hv * d.head_k * d.head_v;
+    tcase c;
+    start(&c, seed, name, bf16);
+    hylo_gdn_weights w = {matrix(&c, nk, D),
+                          matrix(&c, nk, D),
+                          matrix(&c, nv, D),
+                          matrix(&c, nv, D),
+                          matrix(&c, Hv, D),
+                          matrix(&c, Hv, D),
+                          weight(&c, uni(&c, Hv, -1.0, 1.0), Hv, false),
+                          weight(&c, uni(&c, Hv, -3.0, 0.0), Hv, false),
+                          weight(&c, rnd(&c, nk * K, 0.5), nk * K, false),
+                          weight(&c, rnd(&c, nk * K, 0.5), nk * K, false),
+                          weight(&c, rnd(&c, nv * K, 0.5), nv * K, false),
+                          weight(&c, uni(&c, d.head_v, 0.5, 1.5), d.head_v, false),
+                          matrix(&c, D, nv)};
+    int64_t steps[4] = {first, 1, 1, 3}, total = 0;
+    for (int s = 0; s < 4; s++) total += steps[s];
+    const float *x = rnd(&c, total * D, 1.0);
+    hylo_gdn_state ref = {rnd(&c, nk * (K - 1), 1.0), rnd(&c, nk * (K - 1), 1.0),
+                          rnd(&c, nv * (K - 1), 1.0), rnd(&c, S_n, 0.1)};
+    if (!open_case(&c, "gdn", name)) {
+        close_case(&c);
+        return;
+    }
+    hylo_gdn_state dev = {dev_of(&c, ref.q_conv, nk * (K - 1)), dev_of(&c, ref.k_conv, nk * (K - 1)),
+                          dev_of(&c, ref.v_conv, nv * (K - 1)), dev_of(&c, ref.S, S_n)};
+    int64_t pos = 0;
+    for (int s = 0; s < 4; s++) {
+        const int64_t T = steps[s];
+        const hylo_scan scan = s == 0 ? HYLO_SCAN_CHUNKED : HYLO_SCAN_RECURRENT;
+        float *want = host_alloc(&c, (size_t)(T * D) * sizeof(float)), *y = dev_nan(&c, T * D);
+        hylo_ref_gdn_forward(&d, &w, &ref, x + pos * D, T, want, scan, NULL, &c.err);
+        hylo_hip_gdn_forward(c.ctx, &d, &w, &dev, dev_of(&c, x + pos * D, T * D), T, y, scan,
+                             NULL, &c.err);
+        char variant[64];
+        snprintf(variant, sizeof variant, "%s %s T%lld", name,
+                 s == 0 ? "chunked" : "recurrent", (long long)T);
+        const double limit = bf16 ? LIMIT_BF16_LAYER : LIMIT_F32;
+        compare("gdn", variant, dtype_of(&c), host_of(&c, y, T * D), want, T * D, limit);
+        compare("gdn state", variant, dtype_of(&c), host_of(&c, dev.S, S_n), ref.S, S_n, limit);
+        compare("gdn v_conv", variant, dtype_of(&c), host_of(&c, dev.v_conv, nv * (K - 1)),
+                ref.v_conv, nv * (K - 1), limit);
+        pos += T;
+    }
+    close_case(&c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Whole models                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The logits of a prefill of 12 tokens and 3 greedy decode steps ([4, V]; the decode tokens
+ * are the reference's, fed to both). */
+static hylo_status run_model(hylo_model *m, hylo_backend backend, hylo_weights weights,
+                             int32_t *tokens, float *logits, hylo_error *err)
+{
+    const int64_t V = hylo_model_config(m)->vocab_size;
+    hylo_state *s = NULL;
+    hylo_status st = hylo_model_set_backend(m, backend, weights, err);
+    if (st == HYLO_OK) st = hylo_state_create(m, 16, &s, err);
+    if (st == HYLO_OK) st = hylo_forward(m, s, tokens, 12, HYLO_LOGITS_LAST, logits, err);
+    for (int64_t g = 0; g < 3 && st == HYLO_OK; g++) {
+        if (backend == HYLO_BACKEND_REF) {
+            int64_t best = 0;
+            for (int64_t i = 1; i < V; i++)
+                if (logits[g * V + i] > logits[g * V + best]) best = i;
+            tokens[12 + g] = (int32_t)best;
+        }
+        st = hylo_forward(m, s, tokens + 12 + g, 1, HYLO_LOGITS_LAST, logits + (g + 1) * V, err);
+    }
+    hylo_state_free(s);
+    return st;
+}
+
+static void check_model(const char *dir, bool bf16)
+{
+    hylo_error err = {0};
+    hylo_model *m = NULL;
+    int32_t tokens[15] = {7, 1, 42, 3, 99, 5, 17, 250, 11, 64, 2, 128};
+    if (hylo_model_load(dir, &m, &err) != HYLO_OK) {
+        failed("model", dir, err.message);
+        return;
+    }
+    const int64_t V = hylo_model_config(m)->vocab_size;
+    float *want = calloc((size_t)(4 * V), sizeof(float)), *got = calloc((size_t)(4 * V), sizeof(float));
+    for (int64_t i = 0; got && i < 4 * V; i++) got[i] = NAN;
+    if (!want || !got) {
+        failed("model", dir, "out of memory");
+    } else if (run_model(m, HYLO_BACKEND_REF, HYLO_WEIGHTS_F32, tokens, want, &err) != HYLO_OK ||
+               run_model(m, HYLO_BACKEND_HIP, bf16 ? HYLO_WEIGHTS_BF16 : HYLO_WEIGHTS_F32, tokens,
+                         got, &err) != HYLO_OK) {
+        failed("model", dir, err.message);
+    } else {
+        const char *slash = strrchr(dir, '/');
+        compare("model logits", slash && slash[1] ? slash + 1 : dir, bf16 ? "bf16" : "f32", got,
+                want, 4 * V, bf16 ? 1e-2 : 1e-8);
+    }
+    free(want);
+    free(got);
+    hylo_model_free(m);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void run_ops(uint64_t seed)
+{
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        check_gemm(seed, bf16);
+        check_linear(seed, bf16);
+        check_mlp(seed, bf16);
+    }
+    check_rmsnorm(seed);
+    check_rope(seed);
+    check_conv(seed, 11);
+    check_conv(seed, 2);
+    check_conv(seed, 1);
+    check_attention(seed, 37, 37, 8, 2, 64);   /* prefill, several query and key tiles */
+    check_attention(seed, 9, 50, 4, 4, 128);   /* continued prefill, hd 128             */
+    check_attention(seed, 1, 300, 8, 2, 64);   /* decode over three splits              */
+    check_attention(seed, 1, 1, 32, 8, 64);    /* decode of the first position          */
+    const mla_case mla[] = {
+        {"q_rank, latent norms", {64, 4, 2, 48, 32, 16, 8, 16, 1e-6}, true, false, {21, 5, 1, 1}},
+        {"q_proj, Hm = H", {64, 4, 4, 0, 32, 16, 8, 16, 1e-6}, false, false, {21, 5, 1, 1}},
+        {"q/k norms (Qwen3)", {64, 4, 2, 48, 32, 16, 8, 16, 1e-6}, false, true, {21, 5, 1, 1}},
+        {"Llama-1B sizes", {2048, 32, 8, 1344, 128, 32, 32, 64, 1e-6}, false, false, {200, 99, 1, 1}},
+        {"Qwen-1.7B sizes", {2048, 16, 8, 1344, 256, 64, 64, 128, 1e-6}, false, true, {150, 1, 1, 1}},
+    };
+    for (size_t i = 0; i < sizeof mla / sizeof mla[0]; i++)
+        for (int bf16 = 0; bf16 < 2; bf16++) check_mla(seed, &mla[i], bf16);
+    const hylo_mamba2_dims stock = {64, 4, 8, 16, 4, 2, 2, 2, 4, 16, 1e-5};
+    const hylo_mamba2_dims upcycled = {64, 4, 8, 8, 2, 2, 4, 4, 4, 16, 1e-5};
+    const hylo_mamba2_dims llama1b = {2048, 32, 64, 64, 8, 8, 32, 32, 4, 256, 1e-5};
+    const hylo_gdn_dims small = {64, 2, 4, 32, 48, 4, 16, 1e-5};
+    const hylo_gdn_dims hylo1b = {2048, 6, 6, 256, 512, 4, 64, 1e-5};
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        check_mamba2(seed, "stock layout", stock, 37, bf16);
+        check_mamba2(seed, "upcycled layout", upcycled, 37, bf16);
+        check_mamba2(seed, "Llama-1B sizes", llama1b, 300, bf16);
+        check_gdn(seed, "Hk 2 Hv 4", small, 37, bf16);
+        check_gdn(seed, "HyLo-1B sizes", hylo1b, 150, bf16);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = 1;
+    int first_model = argc;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            seed = strtoull(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--models") == 0) {
+            first_model = i + 1;
+            break;
+        } else {
+            fprintf(stderr, "usage: hylo-hip-check [--seed N] [--models DIR...]\n");
+            return 2;
+        }
+    }
+    const int engines = hylo_hip_has_blas() ? 2 : 1;
+    for (int e = 0; e < engines; e++) {
+        engine = e == 0 && engines == 2 ? "blas" : "builtin";
+        setenv("HYLO_HIP_GEMM", engine, 1);
+        run_ops(seed);
+        for (int i = first_model; i < argc; i++)
+            for (int bf16 = 0; bf16 < 2; bf16++) check_model(argv[i], bf16);
+    }
+    printf("%-14s %-46s %-5s %10s %10s %8s  %s\n", "op", "case [gemm]", "type", "nmse",
+           "max_abs", "limit", "");
+    for (int i = 0; i < n_results; i++) {
+        const result *r = &results[i];
+        printf("%-14s %-46s %-5s %10.2e %10.2e %8.0e  %s\n", r->op, r->variant, r->dtype, r->nmse,
+               r->max_abs, r->limit, r->nmse <= r->limit ? "ok" : "FAIL");
+    }
+    printf("hylo-hip-check: %d checks, %d failed (seed %llu)\n", n_results, n_failed,
+           (unsigned long long)seed);
+    return n_failed == 0 ? 0 : 1;
+}
