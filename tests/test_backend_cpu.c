@@ -160,8 +160,8 @@ START_TEST(norm_and_rope_match_reference)
 END_TEST
 
 /* Decode (T = 1), prefills across the 64-row and 256-key tiles, a continued prefill, group
- * sizes 1, 2, 4, 8 and 32 (vector loops below 16 rows, GEMMs above), one group over a long
- * cache (its keys split across threads and merged). */
+ * sizes 1, 2, 4, 8 and 32, one group over a long cache (its keys split across threads and
+ * merged). */
 START_TEST(gqa_attention_matches_reference)
 {
     const struct { int64_t T, len, H, Hkv, hd; } shapes[] = {

@@ -87,7 +87,7 @@ void hylo_cpu_gemm_xwt(const float *X, const float *W, const float *b, float *Y,
                        int64_t K, int64_t N);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Vector kernels (single-threaded; vectorized by target_clones)                               */
+/* Vector kernels (vectorized by target_clones; single-threaded unless named _parallel)        */
 /* ------------------------------------------------------------------------------------------ */
 
 /* e^x in fp32 for x <= 88: round x / ln 2 to n, r = x - n ln 2 in [-ln2/2, ln2/2], a degree-7
@@ -126,8 +126,6 @@ static inline float hylo_cpu_silu(float x)
     return x / (1.0f + hylo_cpu_expf(-x));
 }
 
-/* sum_i a_i b_i */
-float hylo_cpu_dot(const float *a, const float *b, int64_t n);
 /* y [rows] = W [rows, n] x [n] (+ y when accumulate) */
 void hylo_cpu_gemv(const float *W, const float *x, float *y, int64_t rows, int64_t n,
                    bool accumulate);
@@ -145,6 +143,9 @@ float hylo_cpu_sum_squares(const float *x, int64_t n);
 void hylo_cpu_scale_mul(float *y, const float *x, const float *w, float s, int64_t n);
 /* g_i <- silu(g_i) u_i */
 void hylo_cpu_silu_mul(float *g, const float *u, int64_t n);
+/* the same in blocks of 4096 shared by the threads (the one kernel here with its own OpenMP
+ * region: call it outside parallel regions) */
+void hylo_cpu_silu_mul_parallel(float *g, const float *u, int64_t n);
 /* x_i <- silu(x_i) */
 void hylo_cpu_silu_inplace(float *x, int64_t n);
 

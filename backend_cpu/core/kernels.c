@@ -3,15 +3,6 @@
  * accumulation; the order of additions differs from the reference's, within rounding. */
 #include "cpu.h"
 
-HYLO_CPU_CLONES
-float hylo_cpu_dot(const float *a, const float *b, int64_t n)
-{
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 /* Four rows at a time: four independent accumulator chains share each load of x. */
 HYLO_CPU_CLONES
 void hylo_cpu_gemv(const float *W, const float *x, float *y, int64_t rows, int64_t n,
@@ -106,4 +97,14 @@ void hylo_cpu_silu_inplace(float *x, int64_t n)
 {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) x[i] = hylo_cpu_silu(x[i]);
+}
+
+void hylo_cpu_silu_mul_parallel(float *g, const float *u, int64_t n)
+{
+    const int64_t block = 4096, blocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (blocks > 4)
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t lo = b * block, len = n - lo < block ? n - lo : block;
+        hylo_cpu_silu_mul(g + lo, u + lo, len);
+    }
 }

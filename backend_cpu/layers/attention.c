@@ -5,11 +5,9 @@
 
 #include "cpu_layers.h"
 
-#define ROWS_PER_TASK 64  /* query rows (token, head) gathered into one block        */
-#define PREFILL_TILE 256  /* keys per tile of a prefill                              */
-#define DECODE_TILE 1024  /* keys per tile of a few rows (decode): fewer, longer GEMMs */
-#define GEMM_ROWS 16      /* below this many rows, tiles are vector loops, not GEMMs  */
-#define MIN_SPLIT 2048    /* keys per split at least                                 */
+#define ROWS_PER_TASK 64 /* query rows (token, head) gathered into one block          */
+#define KEY_TILE 256     /* keys per tile: the tile's keys and values stay in L2       */
+#define MIN_SPLIT 2048   /* keys per split at least                                   */
 
 /* How the work is cut into tasks: all the heads of one group for a block of `tokens`
  * consecutive tokens, over a range of keys. The key range is split when groups and token
@@ -17,7 +15,7 @@
  * one): each split keeps its own running max, sum and output, merged at the end
  * (flash-decoding), so every thread streams its own part of the cache. */
 typedef struct {
-    int64_t groups, tokens, token_blocks, splits, count, rows, tile, keys;
+    int64_t groups, tokens, token_blocks, splits, count, rows, keys;
 } task_plan;
 
 static task_plan plan_tasks(const hylo_cpu_attention *p, int threads)
@@ -28,7 +26,6 @@ static task_plan plan_tasks(const hylo_cpu_attention *p, int threads)
     s.tokens = s.tokens < p->T ? s.tokens : p->T;
     s.token_blocks = (p->T + s.tokens - 1) / s.tokens;
     s.rows = s.tokens * p->group;
-    s.tile = p->T <= 4 ? DECODE_TILE : PREFILL_TILE;
     s.keys = p->pos0 + p->T;
     const int64_t blocks = s.groups * s.token_blocks;
     s.splits = blocks < threads ? (threads + blocks - 1) / blocks : 1;
@@ -37,11 +34,11 @@ static task_plan plan_tasks(const hylo_cpu_attention *p, int threads)
     return s;
 }
 
-/* Per thread: Qa [rows, n_a], Qpe [rows, n_pe], S [rows, tile], O [rows, n_val], and the
+/* Per thread: Qa [rows, n_a], Qpe [rows, n_pe], S [rows, KEY_TILE], O [rows, n_val], and the
  * running max m and sum l [rows]. */
 static int64_t task_floats(const hylo_cpu_attention *p, const task_plan *s)
 {
-    return hylo_cpu_round16(s->rows * (p->n_a + p->n_pe + s->tile + p->n_val + 2));
+    return hylo_cpu_round16(s->rows * (p->n_a + p->n_pe + KEY_TILE + p->n_val + 2));
 }
 
 /* With splits: every task's O, m, l [rows, n_val + 2], merged after the tasks. */
@@ -104,55 +101,15 @@ static void softmax_tile_row(float *s, int64_t nk, int64_t visible, float *m, fl
     *m = m_new;
 }
 
-/* S [rows, ld] = scale (Qa Ka^T + Qpe Kpe^T) over keys j0 .. j0+nk-1: GEMMs, or for a few rows
- * dot products key by key (each key row is read once for all rows). */
-static void tile_scores(const hylo_cpu_attention *p, const task_buffers *b, int64_t rows,
-                        const float *ka, const float *kpe, int64_t j0, int64_t nk, int64_t ld)
-{
-    if (rows >= GEMM_ROWS) {
-        hylo_cpu_gemm(false, true, rows, nk, p->n_a, p->scale, b->qa, p->n_a,
-                      ka + j0 * p->ka.j_stride, p->ka.j_stride, 0.0f, b->S, ld);
-        if (kpe)
-            hylo_cpu_gemm(false, true, rows, nk, p->n_pe, p->scale, b->qpe, p->n_pe,
-                          kpe + j0 * p->kpe.j_stride, p->kpe.j_stride, 1.0f, b->S, ld);
-        return;
-    }
-    for (int64_t j = 0; j < nk; j++) {
-        const float *kj = ka + (j0 + j) * p->ka.j_stride;
-        const float *pj = kpe ? kpe + (j0 + j) * p->kpe.j_stride : NULL;
-        for (int64_t r = 0; r < rows; r++) {
-            float dot = hylo_cpu_dot(b->qa + r * p->n_a, kj, p->n_a);
-            if (pj) dot += hylo_cpu_dot(b->qpe + r * p->n_pe, pj, p->n_pe);
-            b->S[r * ld + j] = p->scale * dot;
-        }
-    }
-}
-
-/* O [rows, n_val] += P V over keys j0 .. j0+nk-1 (P = the tile's S): a GEMM, or axpys key by
- * key. */
-static void tile_values(const hylo_cpu_attention *p, const task_buffers *b, int64_t rows,
-                        const float *val, int64_t j0, int64_t nk, int64_t ld)
-{
-    if (rows >= GEMM_ROWS) {
-        hylo_cpu_gemm(false, false, rows, p->n_val, nk, 1.0f, b->S, ld,
-                      val + j0 * p->val.j_stride, p->val.j_stride, 1.0f, b->O, p->n_val);
-        return;
-    }
-    for (int64_t j = 0; j < nk; j++) {
-        const float *vj = val + (j0 + j) * p->val.j_stride;
-        for (int64_t r = 0; r < rows; r++)
-            if (b->S[r * ld + j] != 0.0f) hylo_cpu_axpy(b->O + r * p->n_val, b->S[r * ld + j], vj, p->n_val);
-    }
-}
-
 /* One task: tokens t0 .. t0+nt-1, every head of group g (rows r = t * group + h), keys
- * [j_begin, j_end) in tiles. For each tile j0:
+ * [j_begin, j_end) in tiles. For each tile j0 (GEMMs even for a decode step's few rows: they
+ * beat vector loops, whose dot products each end in a horizontal sum):
  *   S = scale (Qa Ka[j0:]^T + Qpe Kpe[j0:]^T)     [rows, nk]
  *   online softmax of each row over its visible keys (j <= pos0 + t)
  *   O += P V[j0:]                                [rows, n_val]
  * Leaves O, m, l in b (unnormalized). */
-static void run_task(const hylo_cpu_attention *p, const task_plan *s, int64_t g, int64_t t0,
-                     int64_t nt, int64_t j_begin, int64_t j_end, const task_buffers *b)
+static void run_task(const hylo_cpu_attention *p, int64_t g, int64_t t0, int64_t nt,
+                     int64_t j_begin, int64_t j_end, const task_buffers *b)
 {
     const int64_t nh = p->group, rows = nt * nh;
     const float *ka = p->ka.base + g * p->ka.g_stride;
@@ -160,16 +117,21 @@ static void run_task(const hylo_cpu_attention *p, const task_plan *s, int64_t g,
     const float *val = p->val.base + g * p->val.g_stride;
     const int64_t last = p->pos0 + t0 + nt - 1; /* the last key any row sees */
     gather_queries(p, t0, nt, g * p->group, nh, b);
-    for (int64_t j0 = j_begin; j0 < j_end && j0 <= last; j0 += s->tile) {
+    for (int64_t j0 = j_begin; j0 < j_end && j0 <= last; j0 += KEY_TILE) {
         int64_t nk = (j_end < last + 1 ? j_end : last + 1) - j0;
-        nk = nk < s->tile ? nk : s->tile;
-        tile_scores(p, b, rows, ka, kpe, j0, nk, s->tile);
+        nk = nk < KEY_TILE ? nk : KEY_TILE;
+        hylo_cpu_gemm(false, true, rows, nk, p->n_a, p->scale, b->qa, p->n_a,
+                      ka + j0 * p->ka.j_stride, p->ka.j_stride, 0.0f, b->S, KEY_TILE);
+        if (kpe)
+            hylo_cpu_gemm(false, true, rows, nk, p->n_pe, p->scale, b->qpe, p->n_pe,
+                          kpe + j0 * p->kpe.j_stride, p->kpe.j_stride, 1.0f, b->S, KEY_TILE);
         for (int64_t r = 0; r < rows; r++) {
             const int64_t visible = p->pos0 + t0 + r / nh - j0 + 1;
-            softmax_tile_row(b->S + r * s->tile, nk, visible < nk ? visible : nk, &b->m[r],
+            softmax_tile_row(b->S + r * KEY_TILE, nk, visible < nk ? visible : nk, &b->m[r],
                              &b->l[r], b->O + r * p->n_val, p->n_val);
         }
-        tile_values(p, b, rows, val, j0, nk, s->tile);
+        hylo_cpu_gemm(false, false, rows, p->n_val, nk, 1.0f, b->S, KEY_TILE,
+                      val + j0 * p->val.j_stride, p->val.j_stride, 1.0f, b->O, p->n_val);
     }
 }
 
@@ -229,7 +191,7 @@ hylo_status hylo_cpu_attend(hylo_cpu_ctx *ctx, const hylo_cpu_attention *p, hylo
         b.qa = mine;
         b.qpe = b.qa + s.rows * p->n_a;
         b.S = b.qpe + s.rows * p->n_pe;
-        b.O = b.S + s.rows * s.tile;
+        b.O = b.S + s.rows * KEY_TILE;
         b.m = b.O + s.rows * p->n_val;
         b.l = b.m + s.rows;
 #pragma omp for schedule(dynamic, 1)
@@ -237,8 +199,7 @@ hylo_status hylo_cpu_attend(hylo_cpu_ctx *ctx, const hylo_cpu_attention *p, hylo
             const int64_t task = s.count - 1 - i, split = task % s.splits;
             const int64_t block = task / s.splits, g = block % s.groups, tb = block / s.groups;
             const int64_t t0 = tb * s.tokens, nt = p->T - t0 < s.tokens ? p->T - t0 : s.tokens;
-            run_task(p, &s, g, t0, nt, s.keys * split / s.splits, s.keys * (split + 1) / s.splits,
-                     &b);
+            run_task(p, g, t0, nt, s.keys * split / s.splits, s.keys * (split + 1) / s.splits, &b);
             if (s.splits == 1) {
                 write_rows(p, g, t0, nt, b.O, b.l);
             } else { /* O, m, l of the task, in that order */

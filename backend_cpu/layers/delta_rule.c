@@ -74,6 +74,7 @@ static void recurrent(const hylo_gdn_dims *d, const float *q, const float *k, co
 /* Per-thread buffers for chunks of at most C tokens. */
 typedef struct {
     float *G;    /* [C]      cumulative log-decays                           */
+    float *f;    /* [C]      column factors beta_j, then beta_j e^(G_j)       */
     float *A;    /* [C, C]   K K^T, then Q K^T                               */
     float *Tm;   /* [C, C]   T = (I + A)^-1                                   */
     float *Tb;   /* [C, C]   T diag(beta) (U), then T diag(beta e^G) (W)     */
@@ -83,7 +84,7 @@ typedef struct {
 
 static int64_t chunk_floats(int64_t C, int64_t dk, int64_t dv)
 {
-    return hylo_cpu_round16(C) + 3 * hylo_cpu_round16(C * C) + hylo_cpu_round16(C * dk) +
+    return 2 * hylo_cpu_round16(C) + 3 * hylo_cpu_round16(C * C) + hylo_cpu_round16(C * dk) +
            hylo_cpu_round16(C * dv);
 }
 
@@ -111,13 +112,11 @@ static void ut_transform(const float *A, float *Tm, int64_t n, int64_t C)
 }
 
 /* dst [n, n] (leading dimension C) = the lower triangular src scaled by column:
- * dst_ij = src_ij s_j (j <= i, 0 above), s_j = beta_j, times e^(G_j) when G is given */
-static void scale_columns(const float *src, float *dst, const float *beta, int64_t beta_stride,
-                          const float *G, int64_t n, int64_t C)
+ * dst_ij = src_ij f_j (j <= i, 0 above) */
+static void scale_columns(const float *src, float *dst, const float *f, int64_t n, int64_t C)
 {
     for (int64_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j <= i; j++)
-            dst[i * C + j] = src[i * C + j] * beta[j * beta_stride] * (G ? expf(G[j]) : 1.0f);
+        for (int64_t j = 0; j <= i; j++) dst[i * C + j] = src[i * C + j] * f[j];
         for (int64_t j = i + 1; j < n; j++) dst[i * C + j] = 0.0f;
     }
 }
@@ -145,9 +144,11 @@ static void rule_chunk(const hylo_gdn_dims *d, const float *q, const float *k, c
     hylo_cpu_gemm(false, true, n, n, dk, 1.0f, K, kq_stride, K, kq_stride, 0.0f, w->A, C);
     for (int64_t i = 0; i < n; i++) decay_row(w->A + i * C, bt[i * Hv], w->G[i], w->G, i, 0, n);
     ut_transform(w->A, w->Tm, n, C);
-    scale_columns(w->Tm, w->Tb, bt, Hv, NULL, n, C);
+    for (int64_t j = 0; j < n; j++) w->f[j] = bt[j * Hv];
+    scale_columns(w->Tm, w->Tb, w->f, n, C);
     hylo_cpu_gemm(false, false, n, dv, n, 1.0f, w->Tb, C, V, v_stride, 0.0f, w->U, dv);
-    scale_columns(w->Tm, w->Tb, bt, Hv, w->G, n, C);
+    for (int64_t j = 0; j < n; j++) w->f[j] *= expf(w->G[j]);
+    scale_columns(w->Tm, w->Tb, w->f, n, C);
     hylo_cpu_gemm(false, false, n, dk, n, 1.0f, w->Tb, C, K, kq_stride, 0.0f, w->W, dk);
     hylo_cpu_gemm(false, false, n, dv, dk, -1.0f, w->W, dk, S, dv, 1.0f, w->U, dv);
     /* output: W now holds e^(G_i) q_i, A the decayed lower Q K^T */
@@ -201,7 +202,8 @@ hylo_status hylo_cpu_gated_delta_rule(void *ctx, const hylo_gdn_dims *d, const f
         float *mine = work + omp_get_thread_num() * per_thread;
         chunk_buffers w;
         w.G = mine;
-        w.A = w.G + hylo_cpu_round16(C);
+        w.f = w.G + hylo_cpu_round16(C);
+        w.A = w.f + hylo_cpu_round16(C);
         w.Tm = w.A + hylo_cpu_round16(C * C);
         w.Tb = w.Tm + hylo_cpu_round16(C * C);
         w.W = w.Tb + hylo_cpu_round16(C * C);

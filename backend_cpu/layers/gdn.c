@@ -126,7 +126,7 @@ hylo_status hylo_cpu_gdn_forward(void *ctx, const hylo_gdn_dims *d, const hylo_g
     hylo_trace_emit(tr, "gdn.state", state->S, 3, (int64_t[]){Hv, dk, dv});
     hylo_cpu_rmsnorm(ctx, b.o, w->o_norm, b.o, T * Hv, dv, d->eps);
     hylo_cpu_linear(ctx, x, w->g_proj, NULL, b.gate, T, D, Hv * dv);
-    hylo_cpu_silu_mul(b.gate, b.o, T * Hv * dv); /* gate <- silu(gate) * o */
+    hylo_cpu_silu_mul_parallel(b.gate, b.o, T * Hv * dv); /* gate <- silu(gate) * o */
     hylo_trace_emit(tr, "gdn.gated", b.gate, 3, (int64_t[]){T, Hv, dv});
     hylo_cpu_linear(ctx, b.gate, w->o_proj, NULL, y, T, Hv * dv, D);
     memcpy(state->q_conv, b.q_conv, (size_t)(Hk * dk * (K - 1)) * sizeof *b.q_conv);

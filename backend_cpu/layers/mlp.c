@@ -23,12 +23,7 @@ hylo_status hylo_cpu_swiglu_mlp(void *ctx, const float *x, const float *Wg, cons
     float *u = g + hylo_cpu_round16(T * F);
     hylo_cpu_linear(ctx, x, Wg, bg, g, T, D, F);
     hylo_cpu_linear(ctx, x, Wu, bu, u, T, D, F);
-    const int64_t n = T * F, block = 4096, blocks = (n + block - 1) / block;
-#pragma omp parallel for schedule(static) if (blocks > 4)
-    for (int64_t b = 0; b < blocks; b++) {
-        const int64_t lo = b * block, len = n - lo < block ? n - lo : block;
-        hylo_cpu_silu_mul(g + lo, u + lo, len);
-    }
+    hylo_cpu_silu_mul_parallel(g, u, T * F);
     hylo_cpu_linear(ctx, g, Wd, bd, y, T, F, D);
     return HYLO_OK;
 }
