@@ -93,7 +93,7 @@ static void softmax_tile_row(float *s, int64_t nk, int64_t visible, float *m, fl
     }
     const float tile_max = hylo_cpu_max(s, visible);
     const float m_new = tile_max > *m ? tile_max : *m;
-    const float alpha = *m == -INFINITY ? 0.0f : expf(*m - m_new);
+    const float alpha = *m == -INFINITY ? 0.0f : hylo_cpu_expf(*m - m_new);
     const float sum = hylo_cpu_exp_shift_sum(s, m_new, visible);
     if (visible < nk) memset(s + visible, 0, (size_t)(nk - visible) * sizeof *s);
     if (alpha != 1.0f) hylo_cpu_scale(O, alpha, n_val);
@@ -165,7 +165,7 @@ static void merge_splits(const hylo_cpu_attention *p, const task_plan *s, const 
             const float *part = partial + (block * s->splits + k) * stride;
             const float mk = part[s->rows * p->n_val + r];
             if (mk == -INFINITY) continue;
-            const float w = expf(mk - m);
+            const float w = hylo_cpu_expf(mk - m);
             l[r] += w * part[s->rows * (p->n_val + 1) + r];
             hylo_cpu_axpy(O + r * p->n_val, w, part + r * p->n_val, p->n_val);
         }

@@ -147,13 +147,13 @@ static void rule_chunk(const hylo_gdn_dims *d, const float *q, const float *k, c
     for (int64_t j = 0; j < n; j++) w->f[j] = bt[j * Hv];
     scale_columns(w->Tm, w->Tb, w->f, n, C);
     hylo_cpu_gemm(false, false, n, dv, n, 1.0f, w->Tb, C, V, v_stride, 0.0f, w->U, dv);
-    for (int64_t j = 0; j < n; j++) w->f[j] *= expf(w->G[j]);
+    for (int64_t j = 0; j < n; j++) w->f[j] *= hylo_cpu_expf(w->G[j]);
     scale_columns(w->Tm, w->Tb, w->f, n, C);
     hylo_cpu_gemm(false, false, n, dk, n, 1.0f, w->Tb, C, K, kq_stride, 0.0f, w->W, dk);
     hylo_cpu_gemm(false, false, n, dv, dk, -1.0f, w->W, dk, S, dv, 1.0f, w->U, dv);
     /* output: W now holds e^(G_i) q_i, A the decayed lower Q K^T */
     for (int64_t i = 0; i < n; i++) {
-        const float e = expf(w->G[i]);
+        const float e = hylo_cpu_expf(w->G[i]);
         for (int64_t c = 0; c < dk; c++) w->W[i * dk + c] = e * Q[i * kq_stride + c];
     }
     hylo_cpu_gemm(false, true, n, n, dk, 1.0f, Q, kq_stride, K, kq_stride, 0.0f, w->A, C);
@@ -162,10 +162,10 @@ static void rule_chunk(const hylo_gdn_dims *d, const float *q, const float *k, c
     hylo_cpu_gemm(false, false, n, dv, n, 1.0f, w->A, C, w->U, dv, 1.0f, O, v_stride);
     /* state: W now holds e^(G_last - G_j) k_j */
     for (int64_t j = 0; j < n; j++) {
-        const float e = expf(G_last - w->G[j]);
+        const float e = hylo_cpu_expf(G_last - w->G[j]);
         for (int64_t c = 0; c < dk; c++) w->W[j * dk + c] = e * K[j * kq_stride + c];
     }
-    hylo_cpu_gemm(true, false, dk, dv, n, 1.0f, w->W, dk, w->U, dv, expf(G_last), S, dv);
+    hylo_cpu_gemm(true, false, dk, dv, n, 1.0f, w->W, dk, w->U, dv, hylo_cpu_expf(G_last), S, dv);
 }
 
 hylo_cpu_need hylo_cpu_gated_delta_rule_need(const hylo_gdn_dims *d, int64_t T, hylo_scan scan)

@@ -108,14 +108,14 @@ static void scan_chunk(const ssd_head *hd, int64_t t0, int64_t q, int64_t Q, flo
     hylo_cpu_gemm(false, false, q, P, q, 1.0f, w->M, Q, x, hd->x_stride, 0.0f, w->Y, P);
     for (int64_t i = 0; i < q; i++) {
         const float *Ci = C + i * hd->C_stride;
-        const float e = expf(w->a[i]);
+        const float e = hylo_cpu_expf(w->a[i]);
         for (int64_t n = 0; n < N; n++) w->Cw[i * N + n] = e * Ci[n];
-        const float s = expf(a_last - w->a[i]) * dt[i * hd->dt_stride];
+        const float s = hylo_cpu_expf(a_last - w->a[i]) * dt[i * hd->dt_stride];
         const float *xi = x + i * hd->x_stride;
         for (int64_t p = 0; p < P; p++) w->Xw[i * P + p] = s * xi[p];
     }
     hylo_cpu_gemm(false, true, q, P, N, 1.0f, w->Cw, N, S, N, 1.0f, w->Y, P);
-    hylo_cpu_gemm(true, false, P, N, q, 1.0f, w->Xw, P, B, hd->B_stride, expf(a_last), S, N);
+    hylo_cpu_gemm(true, false, P, N, q, 1.0f, w->Xw, P, B, hd->B_stride, hylo_cpu_expf(a_last), S, N);
     for (int64_t i = 0; i < q; i++) {
         float *yi = hd->y + (t0 + i) * hd->y_stride;
         const float *xi = x + i * hd->x_stride;
