@@ -15,15 +15,10 @@
 
 typedef cudaError_t hipError_t;
 typedef cudaStream_t hipStream_t;
-typedef cudaEvent_t hipEvent_t;
-typedef cudaDeviceProp hipDeviceProp_t;
 typedef cudaMemcpyKind hipMemcpyKind;
 #define hipSuccess cudaSuccess
 #define hipGetErrorString cudaGetErrorString
 #define hipGetLastError cudaGetLastError
-#define hipGetDevice cudaGetDevice
-#define hipGetDeviceProperties cudaGetDeviceProperties
-#define hipMemGetInfo cudaMemGetInfo
 #define hipMalloc cudaMalloc
 #define hipFree cudaFree
 #define hipMemcpy cudaMemcpy
@@ -36,11 +31,8 @@ typedef cudaMemcpyKind hipMemcpyKind;
 #define hipStreamDestroy cudaStreamDestroy
 #define hipStreamSynchronize cudaStreamSynchronize
 #define hipDeviceSynchronize cudaDeviceSynchronize
-#define hipEventCreate cudaEventCreate
-#define hipEventDestroy cudaEventDestroy
-#define hipEventRecord cudaEventRecord
-#define hipEventSynchronize cudaEventSynchronize
-#define hipEventElapsedTime cudaEventElapsedTime
+#define hipFuncSetAttribute cudaFuncSetAttribute
+#define hipFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
 
 #if defined(HYLO_HIP_BLAS)
 #include <cublas_v2.h>

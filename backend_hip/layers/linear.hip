@@ -1,7 +1,90 @@
-/* linear.hip: y = x W^T + b through the GEMM of core/gemm.hip: fp32 W and x, or in a bf16
- * context the bf16 copy of W against x rounded to bf16 (both fp32-accumulated). */
+/* linear.hip: y = x W^T + b: fp32 W and x, or in a bf16 context the bf16 copy of W against x
+ * rounded to bf16 (both fp32-accumulated). One token (a decode step) streams W through the
+ * matrix-vector kernel below; more go through the GEMM of core/gemm.hip. */
+#include <stdint.h>
+
 #include "core/device.h"
 #include "layers/hip_layers.h"
+
+#define GEMV_ROWS 8 /* rows of W per block, blockDim / GEMV_ROWS threads each */
+
+__device__ inline float weight_at(const float *W, int64_t i)
+{
+    return W[i];
+}
+
+__device__ inline float weight_at(const uint16_t *W, int64_t i)
+{
+    return hylo_bf16_widen(W[i]);
+}
+
+/* Element k of a 16-byte chunk of fp32 (k < 4) or bf16 (k < 8) weights. */
+__device__ inline float chunk_at(const uint4 &c, int k, const float *)
+{
+    return __uint_as_float(k == 0 ? c.x : k == 1 ? c.y : k == 2 ? c.z : c.w);
+}
+
+__device__ inline float chunk_at(const uint4 &c, int k, const uint16_t *)
+{
+    const int w = k / 2;
+    const unsigned u = w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
+    return hylo_bf16_widen((uint16_t)(k % 2 ? u >> 16 : u & 0xffffu));
+}
+
+/* x as the GEMM would see it: rounded to bf16 against bf16 weights. */
+__device__ inline float input_for(const float *, float v)
+{
+    return v;
+}
+
+__device__ inline float input_for(const uint16_t *, float v)
+{
+    return hylo_bf16_widen(hylo_bf16_round(v));
+}
+
+/* Row `row` of y [out] = W [out, in] x [in], group of `lanes` threads: each accumulates every
+ * lanes-th 16-byte chunk of the row (or every lanes-th element when the rows are not 16-byte
+ * aligned), then the group's partial sums are added in shared memory. */
+template <typename T>
+__global__ void __launch_bounds__(HYLO_HIP_THREADS)
+    gemv_kernel(const T *W, const float *x, float *y, int64_t in, int64_t out, bool vectors)
+{
+    __shared__ float red[HYLO_HIP_THREADS];
+    const int64_t lanes = blockDim.x / GEMV_ROWS, lane = threadIdx.x % lanes;
+    const int64_t row = (int64_t)blockIdx.x * GEMV_ROWS + threadIdx.x / lanes;
+    float acc = 0.0f;
+    if (row < out) {
+        const T *w = W + row * in;
+        if (vectors) {
+            constexpr int per = 16 / sizeof(T); /* elements per 16-byte chunk */
+            const uint4 *w16 = (const uint4 *)w;
+            for (int64_t i = lane; i < in / per; i += lanes) {
+                const uint4 chunk = w16[i];
+                const float *xi = x + i * per;
+#pragma unroll
+                for (int k = 0; k < per; k++) acc += chunk_at(chunk, k, W) * input_for(W, xi[k]);
+            }
+        } else {
+            for (int64_t i = lane; i < in; i += lanes) acc += weight_at(w, i) * input_for(W, x[i]);
+        }
+    }
+    red[threadIdx.x] = acc;
+    __syncthreads();
+    for (int64_t s = lanes / 2; s > 0; s >>= 1) {
+        if (lane < s) red[threadIdx.x] += red[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (lane == 0 && row < out) y[row] = red[threadIdx.x];
+}
+
+template <typename T>
+static void gemv(hylo_hip_ctx *ctx, const T *W, const float *x, float *y, int64_t in, int64_t out)
+{
+    const bool vectors = in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)W % 16 == 0;
+    gemv_kernel<T><<<(unsigned)((out + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
+                     hylo_hip_stream(ctx)>>>(W, x, y, in, out, vectors);
+    hylo_hip_launched(ctx, "gemv");
+}
 
 /* y [T, n] += b [n] */
 __global__ void add_bias_kernel(float *y, const float *b, int64_t T, int64_t n)
@@ -17,8 +100,11 @@ void hylo_hip_linear(void *vctx, const float *x, const float *W, const float *b,
     const uint16_t *W16 = hylo_hip_find_bf16(ctx, W);
     const float *W32 = W16 ? NULL : hylo_hip_find(ctx, W, "a projection matrix");
     const float *b_dev = b ? hylo_hip_find(ctx, b, "a bias") : NULL;
-    if ((!W16 && !W32) || (b && !b_dev) || T <= 0) return;
-    if (W16) {
+    if ((!W16 && !W32) || (b && !b_dev) || T <= 0 || !hylo_hip_ok(ctx)) return;
+    if (T == 1) {
+        if (W16) gemv(ctx, W16, x, y, in, out);
+        else gemv(ctx, W32, x, y, in, out);
+    } else if (W16) {
         uint16_t *x16 = (uint16_t *)hylo_hip_workspace(ctx, HYLO_HIP_GEMM,
                                                        (size_t)(T * in) * sizeof(uint16_t));
         if (!x16) return;
