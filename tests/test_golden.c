@@ -4,6 +4,8 @@
  * `hylo diff` under the manifest's tolerances; on a mismatch the diff table, which names the
  * first divergent tensor in forward order, is printed. */
 #include <dirent.h>
+#include <math.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +85,101 @@ static void check_case_on(const char *name, const char *dir, const char *manifes
     ck_assert_msg(rc == 0, "golden case %s: hylo diff exit %d (table above)", stem, rc);
 }
 
+/* The manifest's optional section `key` ("upcycle", "losses") as a string field `field`;
+ * false when the section is absent. */
+static bool manifest_field(const char *manifest, const char *key, const char *field, char *out,
+                           size_t size)
+{
+    char *text;
+    size_t len;
+    cJSON *root = NULL;
+    hylo_error err = {0};
+    ck_assert_ok(hylo_json_read_file(manifest, 1 << 20, &text, &len, &err), &err);
+    ck_assert_ok(hylo_json_parse_object(text, len, manifest, "a golden manifest", &root, &err), &err);
+    free(text);
+    const cJSON *section = cJSON_GetObjectItemCaseSensitive(root, key);
+    const cJSON *value = section ? cJSON_GetObjectItemCaseSensitive(section, field) : NULL;
+    bool found = cJSON_IsString(value);
+    if (found) snprintf(out, size, "%s", value->valuestring);
+    cJSON_Delete(root);
+    return found;
+}
+
+/* Reruns `hylo upcycle` on the teacher case and compares the weights it writes with the
+ * stored ones under the manifest's tolerances. */
+static void check_upcycle(const char *name, const char *dir, const char *manifest)
+{
+    char teacher[256], args[512], cmd[6000];
+    if (!manifest_field(manifest, "upcycle", "teacher_case", teacher, sizeof teacher)) return;
+    ck_assert(manifest_field(manifest, "upcycle", "args", args, sizeof args));
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s.upcycled && %s upcycle --teacher %s/%s/model --out %s.upcycled %s "
+             "> %s.upcycle.txt 2>&1 && %s diff %s/model/model.safetensors "
+             "%s.upcycled/model.safetensors --tolerances %s > %s.weights.txt",
+             name, hylo_test_cli(), golden_dir(), teacher, name, args, name, hylo_test_cli(), dir,
+             name, manifest, name);
+    int rc = run(cmd);
+    if (rc != 0) {
+        size_t len;
+        char path[256];
+        snprintf(path, sizeof path, "%s.weights.txt", name);
+        char *table = (char *)hylo_test_read_file(path, &len);
+        printf("golden case %s: the upcycled weights differ:\n%s", name, table);
+        free(table);
+    }
+    ck_assert_msg(rc == 0, "golden case %s: upcycle or weight diff failed (exit %d)", name, rc);
+}
+
+/* Every number of `got` within relative `rtol` of the same-placed number of `want`, and the
+ * text between numbers identical. */
+static void assert_same_numbers(const char *want, const char *got, double rtol, const char *what)
+{
+    const char *a = want, *b = got;
+    while (*a && *b) {
+        char *ea = (char *)a, *eb = (char *)b;
+        double x = 0.0, y = 0.0;
+        if (strchr("-0123456789", *a) && strchr("-0123456789", *b)) {
+            x = strtod(a, &ea);
+            y = strtod(b, &eb);
+        }
+        if (ea != a && eb != b) { /* a number on both sides ("-" alone is text) */
+            ck_assert_msg(fabs(x - y) <= rtol * fmax(fabs(x), 1e-300) || x == y,
+                          "%s: %.17g vs expected %.17g", what, y, x);
+            a = ea;
+            b = eb;
+            continue;
+        }
+        ck_assert_msg(*a == *b, "%s: the text differs near '%.40s'", what, b);
+        a++;
+        b++;
+    }
+    ck_assert_msg(*a == *b, "%s: lengths differ", what);
+}
+
+/* Reruns `hylo kd-eval` (from golden/cases, as the manifest says) and compares its numbers. */
+static void check_losses(const char *name, const char *dir, const char *manifest)
+{
+    char teacher[256], expected[256], cmd[6000], out[1400];
+    if (!manifest_field(manifest, "losses", "teacher_case", teacher, sizeof teacher)) return;
+    ck_assert(manifest_field(manifest, "losses", "expected", expected, sizeof expected));
+    char cwd[1024];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    snprintf(out, sizeof out, "%s/%s.losses.json", cwd, name);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s kd-eval --teacher %s/model --student %s/model --tokens-file "
+             "%s/tokens.txt --json > %s",
+             golden_dir(), hylo_test_cli(), teacher, name, name, out);
+    ck_assert_msg(run(cmd) == 0, "golden case %s: kd-eval failed", name);
+    char path[1500];
+    snprintf(path, sizeof path, "%s/%s", dir, expected);
+    size_t len;
+    char *want = (char *)hylo_test_read_file(path, &len);
+    char *got = (char *)hylo_test_read_file(out, &len);
+    assert_same_numbers(want, got, 1e-9, name);
+    free(want);
+    free(got);
+}
+
 static void check_case(const char *name)
 {
     char dir[1200], manifest[1300], backends[MAX_BACKENDS][16];
@@ -91,6 +188,8 @@ static void check_case(const char *name)
     snprintf(manifest, sizeof manifest, "%s/manifest.json", dir);
     int64_t generate = read_manifest(manifest, backends, &count);
     for (int b = 0; b < count; b++) check_case_on(name, dir, manifest, generate, backends[b]);
+    check_upcycle(name, dir, manifest);
+    check_losses(name, dir, manifest);
 }
 
 START_TEST(every_golden_case_matches)

@@ -45,4 +45,42 @@ tiny-qwen3 tiny-qwen3 2 bf16
 tiny-hybrid-m2 tiny-hybrid-m2 3 bf16
 tiny-hybrid-gdn tiny-hybrid-gdn 4 bf16
 CASES
+# Upcycling outputs and distillation losses: the tiny-llama case's teacher upcycled to 2MLA2GDN
+# (f32 output: the SVD factors are compared as computed, not rounded to bf16), its trace like
+# the cases above, and `hylo kd-eval` of teacher vs upcycled student (KL, CE, per-layer ILD).
+# kd-eval runs from golden/cases so that the paths in its JSON are the same everywhere.
+name=upcycle-2mla2gdn
+dir="$out/$name"
+hylo_abs="$(cd "$build" && pwd)/hylo"
+upcycle_args="--layout 2MLA2GDN --seed 5 --dtype f32 --probe-tokens 0"
+mkdir -p "$dir"
+# shellcheck disable=SC2086
+"$hylo" upcycle --teacher "$out/tiny-llama/model" --out "$dir/model" $upcycle_args >/dev/null
+echo "$tokens" > "$dir/tokens.txt"
+"$hylo" run --backend ref --model "$dir/model" --tokens-file "$dir/tokens.txt" \
+    --generate "$generate" --trace "$dir/trace.safetensors" >/dev/null
+(cd "$out" && "$hylo_abs" kd-eval --teacher tiny-llama/model --student "$name/model" \
+    --tokens-file "$name/tokens.txt" --json > "$name/losses.json")
+cat > "$dir/manifest.json" <<JSON
+{
+  "case": "$name",
+  "made_by": [
+    "hylo upcycle --teacher ../tiny-llama/model --out model $upcycle_args",
+    "hylo run --backend ref --model model --tokens-file tokens.txt --generate $generate --trace trace.safetensors",
+    "(in golden/cases) hylo kd-eval --teacher tiny-llama/model --student $name/model --tokens-file $name/tokens.txt --json > $name/losses.json"
+  ],
+  "backends": ["ref", "cpu"],
+  "model": "model",
+  "tokens_file": "tokens.txt",
+  "generate": $generate,
+  "expected": "trace.safetensors",
+  "upcycle": {"teacher_case": "tiny-llama", "args": "$upcycle_args"},
+  "losses": {"teacher_case": "tiny-llama", "expected": "losses.json", "rtol": 1e-9},
+  "tolerances_note": "as the other cases for the trace; the upcycled weights (model/model.safetensors) are compared with the same bounds (SVDs in double: another LAPACK build differs by rounding only); the kd-eval numbers by relative error 1e-9 (double accumulation of fp32 forwards)",
+  "tolerances": [
+    {"pattern": "*.logits", "nmse": 1e-9},
+    {"pattern": "*", "nmse": 1e-10}
+  ]
+}
+JSON
 du -sh "$out"
