@@ -898,7 +898,7 @@ START_TEST(bad_targets_are_refused_clearly)
     ck_assert_ptr_nonnull(strstr(err.message, "starts from a Transformer"));
     /* the CLI: layout depth, layer lists, the linear block, energies */
     const struct { const char *args; const char *message; } cli[] = {
-        {"--layout 4MLA12GDN", "has 16 layers but the teacher has 4"},
+        {"--layout 4MLA12GDN", "4 MLA + 12 linear layers but the teacher has 4"},
         {"--mla-layers 1,1", "listed twice"},
         {"--mla-layers 0,4", "out of range"},
         {"--mla-layers 0,3 --linear rwkv", "gdn or mamba2"},
