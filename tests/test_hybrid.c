@@ -194,6 +194,21 @@ START_TEST(layer_by_layer_equals_forward)
 }
 END_TEST
 
+/* An absurd capacity is refused, not wrapped into a small allocation. */
+START_TEST(huge_capacity_is_refused)
+{
+    char *dir = make_hybrid(presets[0], HYLO_BF16, 1);
+    hylo_error err = {0};
+    hylo_model *m = NULL;
+    hylo_state *s = NULL;
+    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
+    ck_assert_int_eq(hylo_state_create(m, (int64_t)1 << 61, &s, &err), HYLO_ERR_RANGE);
+    ck_assert_ptr_null(s);
+    hylo_model_free(m);
+    free(dir);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("hybrid");
@@ -204,6 +219,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, checkpoint_holds_the_spec_names, 0, 2);
     tcase_add_loop_test(tc, cli_runs_and_describes_hybrids, 0, 2);
     tcase_add_loop_test(tc, layer_by_layer_equals_forward, 0, 2);
+    tcase_add_test(tc, huge_capacity_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }

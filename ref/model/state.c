@@ -102,9 +102,16 @@ int64_t hylo_state_length(const hylo_state *state)
     return state->length;
 }
 
+/* Positions a state may hold: far beyond any real context, and small enough that positions x
+ * floats per position x sizeof(float) is checked below rather than able to wrap. */
+#define MAX_POSITIONS ((int64_t)1 << 40)
+
 hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *err)
 {
     if (needed <= state->capacity) return HYLO_OK;
+    if (needed > MAX_POSITIONS)
+        return hylo_error_set(err, HYLO_ERR_RANGE, "%lld positions exceed the limit of 2^40",
+                              (long long)needed);
     int64_t cap = state->capacity > 0 ? state->capacity : 16;
     while (cap < needed) cap *= 2;
     const hylo_model *m = state->model;
@@ -115,6 +122,12 @@ hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *er
         float **second;
         float **first = cache_buffers(&state->layers[i], m->layers[i].mixer, &second);
         const size_t old_cap = (size_t)state->capacity;
+        size_t bytes;
+        if (__builtin_mul_overflow((size_t)cap, first_row + second_row, &bytes) ||
+            __builtin_mul_overflow(bytes, sizeof(float), &bytes))
+            return hylo_error_set(err, HYLO_ERR_RANGE,
+                                  "the cache of layer %lld at %lld positions does not fit in memory",
+                                  (long long)i, (long long)cap);
         if (!state_grow(state, first, old_cap * first_row, (size_t)cap * first_row) ||
             !state_grow(state, second, old_cap * second_row, (size_t)cap * second_row))
             return hylo_error_set(err, HYLO_ERR_NOMEM,
