@@ -1,5 +1,6 @@
 /* cli.c: option parsing shared by the subcommands. */
 #include "cli.h"
+#include "io/json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -155,4 +156,27 @@ hylo_status cli_preset_model(const char *preset, const char *layout, hylo_config
         return HYLO_OK;
     }
     return hylo_hybrid_layout(cfg, layout, hybrid, err);
+}
+
+bool cli_load_tokens(const char *command, const cli_option *opts, size_t n, int32_t **tokens,
+                     int64_t *count)
+{
+    const char *inline_tokens = cli_get(opts, n, "--tokens");
+    const char *file = cli_get(opts, n, "--tokens-file");
+    if (!inline_tokens == !file) {
+        fprintf(stderr, "hylo %s: give exactly one of --tokens and --tokens-file\n", command);
+        return false;
+    }
+    if (inline_tokens) return cli_parse_tokens(command, inline_tokens, "--tokens", tokens, count);
+    char *text;
+    size_t len;
+    hylo_error err = {0};
+    /* 256 MiB of text is tens of millions of ids: far past any context */
+    if (hylo_json_read_file(file, (size_t)256 << 20, &text, &len, &err) != HYLO_OK) {
+        fprintf(stderr, "hylo %s: --tokens-file: %s\n", command, err.message);
+        return false;
+    }
+    bool ok = cli_parse_tokens(command, text, file, tokens, count);
+    free(text);
+    return ok;
 }

@@ -38,6 +38,10 @@ bool cli_parse_tokens(const char *command, const char *text, const char *source,
  * built-in hybrid preset (with `layout` NULL). */
 hylo_status cli_preset_model(const char *preset, const char *layout, hylo_config *cfg,
                              hylo_hybrid_config *hybrid, bool *is_hybrid, hylo_error *err);
+/* The prompt: --tokens "1 2 3" or --tokens-file F (exactly one); *tokens is malloc'd; false
+ * after a message naming the problem. */
+bool cli_load_tokens(const char *command, const cli_option *opts, size_t n, int32_t **tokens,
+                     int64_t *count);
 /* Prints "hylo COMMAND: message" for a failed call; returns CLI_FAIL. */
 int cli_fail(const char *command, const hylo_error *err);
 

@@ -188,45 +188,6 @@ static hylo_status evaluate(const hylo_model *teacher, const hylo_model *student
 
 /* ---- input ------------------------------------------------------------------------------- */
 
-/* The whole file, NUL-terminated and malloc'd; NULL when it cannot be read. */
-static char *read_text_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        buf = malloc((size_t)len + 1);
-    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[len] = '\0';
-    return buf;
-}
-
-/* tokens [count] from --tokens or --tokens-file (exactly one); false after a message. */
-static bool load_tokens(const cli_option *opts, size_t n, int32_t **tokens, int64_t *count)
-{
-    const char *inline_tokens = cli_get(opts, n, "--tokens");
-    const char *file = cli_get(opts, n, "--tokens-file");
-    if (!inline_tokens == !file) {
-        fprintf(stderr, "hylo %s: give exactly one of --tokens and --tokens-file\n", COMMAND);
-        return false;
-    }
-    if (inline_tokens) return cli_parse_tokens(COMMAND, inline_tokens, "--tokens", tokens, count);
-    char *text = read_text_file(file);
-    if (!text) {
-        fprintf(stderr, "hylo %s: cannot read --tokens-file %s: %s\n", COMMAND, file,
-                strerror(errno));
-        return false;
-    }
-    bool ok = cli_parse_tokens(COMMAND, text, file, tokens, count);
-    free(text);
-    return ok;
-}
-
 /* --temperature: a finite tau > 0, 1 when absent; false after a message. */
 static bool parse_temperature(const char *text, double *out)
 {
@@ -366,7 +327,7 @@ int cmd_kd_eval(int argc, char **argv)
     if (!cli_int(COMMAND, opts, n, "--chunk", 1, INT32_MAX, 0, &form.chunk) ||
         !cli_int(COMMAND, opts, n, "--tile", 1, INT32_MAX, 0, &form.tile) ||
         !parse_temperature(cli_get(opts, n, "--temperature"), &form.temperature) ||
-        !load_tokens(opts, n, &tokens, &T))
+        !cli_load_tokens(COMMAND, opts, n, &tokens, &T))
         return CLI_USAGE;
     if (form.tile > 0 && form.chunk == 0) form.chunk = 4096;
     hylo_error err = {0};

@@ -16,52 +16,6 @@ typedef struct {
     int64_t rows;
 } run_result;
 
-static char *read_text_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (cap - len < 4096) {
-            cap = cap ? 2 * cap : 65536;
-            char *grown = realloc(buf, cap);
-            if (!grown) break;
-            buf = grown;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
-    }
-    bool ok = buf && !ferror(f);
-    fclose(f);
-    if (!ok) {
-        free(buf);
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
-static bool load_prompt(const cli_option *opts, size_t n, int32_t **tokens, int64_t *count)
-{
-    const char *inline_tokens = cli_get(opts, n, "--tokens");
-    const char *file = cli_get(opts, n, "--tokens-file");
-    if (!inline_tokens == !file) {
-        fprintf(stderr, "hylo %s: give exactly one of --tokens and --tokens-file\n", COMMAND);
-        return false;
-    }
-    if (inline_tokens) return cli_parse_tokens(COMMAND, inline_tokens, "--tokens", tokens, count);
-    char *text = read_text_file(file);
-    if (!text) {
-        fprintf(stderr, "hylo %s: cannot read --tokens-file %s\n", COMMAND, file);
-        return false;
-    }
-    bool ok = cli_parse_tokens(COMMAND, text, file, tokens, count);
-    free(text);
-    return ok;
-}
-
 static int32_t argmax(const float *x, int64_t n)
 {
     int64_t best = 0;
@@ -193,7 +147,7 @@ int cmd_run(int argc, char **argv)
     if (!cli_int(COMMAND, opts, n, "--generate", 0, 1 << 20, 0, &generate) ||
         !cli_int(COMMAND, opts, n, "--top-k", 0, INT32_MAX, 0, &top_k) ||
         !cli_backend(COMMAND, opts, n, &backend, &weights) ||
-        !load_prompt(opts, n, &r.tokens, &r.n_prompt))
+        !cli_load_tokens(COMMAND, opts, n, &r.tokens, &r.n_prompt))
         return CLI_USAGE;
     int32_t *grown = realloc(r.tokens, (size_t)(r.n_prompt + generate) * sizeof *grown);
     if (!grown) {
