@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
  *   T_i = e_i - sum_{m<i} A_im T_m) ;  W = T diag(beta e^G) K ;  U = T diag(beta) V ;
  *   L = (Q K^T o D)_lower (diagonal kept)
  * into Gc [Hv, nc, C], W [Hv, nc, C, dk], U [Hv, nc, C, dv], L [Hv, nc, C, C] (rows and
- * columns past n zero). Shared: G, beta [C], A then T [C][C], one row [C]. */
+ * columns past n zero). Shared: G, beta, beta e^G [C], A then T [C][C], one row [C]. */
 __global__ void __launch_bounds__(RULE_THREADS)
     rule_chunk_prep(const float *q, const float *k, const float *v, const float *g,
                     const float *beta, float *Gc, float *W, float *U, float *L, int64_t T,
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
     extern __shared__ float sh[];
     const int64_t c = blockIdx.x, hv = blockIdx.y, hk = hv / (Hv / Hk), t0 = c * C;
     const int64_t n = T - t0 < C ? T - t0 : C, slot = hv * nc + c;
-    float *Gs = sh, *bs = Gs + C, *At = bs + C, *row = At + C * C;
+    float *Gs = sh, *bs = Gs + C, *bw = bs + C, *At = bw + C, *row = At + C * C;
     const int64_t kq = Hk * dk; /* row stride of q and k */
     const float *K = k + t0 * kq + hk * dk, *Qm = q + t0 * kq + hk * dk;
     const float *V = v + (t0 * Hv + hv) * dv;
@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
         }
     }
     __syncthreads();
+    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) bw[i] = bs[i] * expf(Gs[i]);
     for (int64_t e = threadIdx.x; e < C * C; e += blockDim.x) {
         const int64_t i = e / C, j = e % C;
         float a = 0.0f, l = 0.0f;
@@ -127,7 +128,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
         const int64_t i = e / dk, d = e % dk;
         float acc = 0.0f;
         if (i < n)
-            for (int64_t m = 0; m <= i; m++) acc += At[i * C + m] * bs[m] * expf(Gs[m]) * K[m * kq + d];
+            for (int64_t m = 0; m <= i; m++) acc += At[i * C + m] * bw[m] * K[m * kq + d];
         W[slot * C * dk + e] = acc;
     }
     for (int64_t e = threadIdx.x; e < C * dv; e += blockDim.x) {
@@ -143,7 +144,8 @@ __global__ void __launch_bounds__(RULE_THREADS)
  * the chunks in order. Per chunk (n tokens from t0, G its log-decays, G_last = G[n-1]):
  *   U~ = U - W S                                                  [n, BC]
  *   O_i = e^(G_i) q_i^T S + sum_{j<=i} L_ij U~_j                   (the state on entry)
- *   S <- e^(G_last) S + sum_j e^(G_last - G_j) k_j U~_j^T                                    */
+ *   S <- e^(G_last) S + sum_j e^(G_last - G_j) k_j U~_j^T
+ * Shared: Ss [dk][BC], U~ [C][BC], and per chunk e^(G_i), e^(G_last - G_j) [C] each. */
 __global__ void __launch_bounds__(RULE_THREADS)
     rule_chunk_scan(const float *q, const float *k, const float *Gc, const float *W,
                     const float *U, const float *L, float *S, float *o, int64_t T, int64_t Hk,
@@ -152,7 +154,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
     extern __shared__ float sh[];
     const int64_t hv = blockIdx.y, hk = hv / (Hv / Hk), e0 = (int64_t)blockIdx.x * BC;
     const int64_t width = dv - e0 < BC ? dv - e0 : BC, kq = Hk * dk;
-    float *Ss = sh, *Ut = Ss + dk * BC, *Gs = Ut + C * BC;
+    float *Ss = sh, *Ut = Ss + dk * BC, *eg = Ut + C * BC, *tail = eg + C;
     float *Sh = S + hv * dk * dv + e0;
     for (int64_t e = threadIdx.x; e < dk * BC; e += blockDim.x) {
         const int64_t d = e / BC, col = e % BC;
@@ -161,7 +163,11 @@ __global__ void __launch_bounds__(RULE_THREADS)
     for (int64_t c = 0; c < nc; c++) {
         const int64_t t0 = c * C, n = T - t0 < C ? T - t0 : C, slot = hv * nc + c;
         const float *Wc = W + slot * C * dk, *Uc = U + slot * C * dv, *Lc = L + slot * C * C;
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) Gs[i] = Gc[slot * C + i];
+        const float G_last = Gc[slot * C + n - 1];
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            eg[i] = expf(Gc[slot * C + i]);
+            tail[i] = expf(G_last - Gc[slot * C + i]);
+        }
         __syncthreads();
         for (int64_t e = threadIdx.x; e < n * BC; e += blockDim.x) {
             const int64_t i = e / BC, col = e % BC;
@@ -176,17 +182,17 @@ __global__ void __launch_bounds__(RULE_THREADS)
             const float *qi = q + (t0 + i) * kq + hk * dk;
             float from_state = 0.0f;
             for (int64_t d = 0; d < dk; d++) from_state += qi[d] * Ss[d * BC + col];
-            float acc = expf(Gs[i]) * from_state;
+            float acc = eg[i] * from_state;
             for (int64_t j = 0; j <= i; j++) acc += Lc[i * C + j] * Ut[j * BC + col];
             o[((t0 + i) * Hv + hv) * dv + e0 + col] = acc;
         }
         __syncthreads();
-        const float G_last = Gs[n - 1];
+        const float decay = expf(G_last);
         for (int64_t e = threadIdx.x; e < dk * BC; e += blockDim.x) {
             const int64_t d = e / BC, col = e % BC;
-            float acc = expf(G_last) * Ss[e];
+            float acc = decay * Ss[e];
             for (int64_t j = 0; j < n; j++)
-                acc += expf(G_last - Gs[j]) * k[(t0 + j) * kq + hk * dk + d] * Ut[j * BC + col];
+                acc += tail[j] * k[(t0 + j) * kq + hk * dk + d] * Ut[j * BC + col];
             Ss[e] = acc;
         }
         __syncthreads();
@@ -218,10 +224,11 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
         return;
     }
     const int64_t C = d->chunk < T ? d->chunk : T, nc = (T + C - 1) / C;
-    const size_t prep_shared = (size_t)(C * C + 3 * C) * sizeof(float);
-    int64_t BC = 32;
-    while (BC > 4 && (size_t)(dk * BC + C * BC + C) * sizeof(float) > SHARED_LIMIT) BC /= 2;
-    const size_t scan_shared = (size_t)(dk * BC + C * BC + C) * sizeof(float);
+    const size_t prep_shared = (size_t)(C * C + 4 * C) * sizeof(float);
+    /* 16 columns a block: Hv dv / 16 blocks in flight (192 for HyLo-1B) */
+    int64_t BC = 16;
+    while (BC > 4 && (size_t)(dk * BC + C * BC + 2 * C) * sizeof(float) > SHARED_LIMIT) BC /= 2;
+    const size_t scan_shared = (size_t)(dk * BC + C * BC + 2 * C) * sizeof(float);
     if (prep_shared > SHARED_LIMIT || scan_shared > SHARED_LIMIT) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: gdn chunk %lld with head_k %lld too large",
                       (long long)C, (long long)dk);

@@ -6,7 +6,8 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-#define GEMV_ROWS 8 /* rows of W per block, blockDim / GEMV_ROWS threads each */
+#define GEMV_ROWS 4   /* rows of W per block, blockDim / GEMV_ROWS threads each        */
+#define GEMV_UNROLL 4 /* 16-byte chunks of W a thread loads before it uses the first   */
 
 __device__ inline float weight_at(const float *W, int64_t i)
 {
@@ -42,9 +43,29 @@ __device__ inline float input_for(const uint16_t *, float v)
     return hylo_bf16_widen(hylo_bf16_round(v));
 }
 
+/* sum_k c_k x_k over one 16-byte chunk c of weights (4 fp32 or 8 bf16) and the matching x
+ * (16-byte aligned), x as the GEMM would see it. */
+template <typename T>
+__device__ inline float chunk_dot(const uint4 &c, const float *x, const T *tag)
+{
+    constexpr int per = 16 / sizeof(T);
+    const float4 *x4 = (const float4 *)x;
+    float acc = 0.0f;
+#pragma unroll
+    for (int k4 = 0; k4 < per / 4; k4++) {
+        const float4 v = x4[k4];
+        acc += chunk_at(c, 4 * k4, tag) * input_for(tag, v.x) +
+               chunk_at(c, 4 * k4 + 1, tag) * input_for(tag, v.y) +
+               chunk_at(c, 4 * k4 + 2, tag) * input_for(tag, v.z) +
+               chunk_at(c, 4 * k4 + 3, tag) * input_for(tag, v.w);
+    }
+    return acc;
+}
+
 /* Row `row` of y [out] = W [out, in] x [in], group of `lanes` threads: each accumulates every
- * lanes-th 16-byte chunk of the row (or every lanes-th element when the rows are not 16-byte
- * aligned), then the group's partial sums are added in shared memory. */
+ * lanes-th 16-byte chunk of the row, GEMV_UNROLL chunks loaded at a time so that enough bytes
+ * are in flight (or every lanes-th element when the rows or x are not 16-byte aligned), then
+ * the group's partial sums are added in shared memory. */
 template <typename T>
 __global__ void __launch_bounds__(HYLO_HIP_THREADS)
     gemv_kernel(const T *W, const float *x, float *y, int64_t in, int64_t out, bool vectors)
@@ -58,12 +79,17 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
         if (vectors) {
             constexpr int per = 16 / sizeof(T); /* elements per 16-byte chunk */
             const uint4 *w16 = (const uint4 *)w;
-            for (int64_t i = lane; i < in / per; i += lanes) {
-                const uint4 chunk = w16[i];
-                const float *xi = x + i * per;
+            const int64_t n = in / per;
+            int64_t i = lane;
+            for (; i + (GEMV_UNROLL - 1) * lanes < n; i += GEMV_UNROLL * lanes) {
+                uint4 chunk[GEMV_UNROLL];
 #pragma unroll
-                for (int k = 0; k < per; k++) acc += chunk_at(chunk, k, W) * input_for(W, xi[k]);
+                for (int u = 0; u < GEMV_UNROLL; u++) chunk[u] = w16[i + u * lanes];
+#pragma unroll
+                for (int u = 0; u < GEMV_UNROLL; u++)
+                    acc += chunk_dot(chunk[u], x + (i + u * lanes) * per, W);
             }
+            for (; i < n; i += lanes) acc += chunk_dot(w16[i], x + i * per, W);
         } else {
             for (int64_t i = lane; i < in; i += lanes) acc += weight_at(w, i) * input_for(W, x[i]);
         }
@@ -80,7 +106,8 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
 template <typename T>
 static void gemv(hylo_hip_ctx *ctx, const T *W, const float *x, float *y, int64_t in, int64_t out)
 {
-    const bool vectors = in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)W % 16 == 0;
+    const bool vectors =
+        in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)W % 16 == 0 && (uintptr_t)x % 16 == 0;
     gemv_kernel<T><<<(unsigned)((out + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
                      hylo_hip_stream(ctx)>>>(W, x, y, in, out, vectors);
     hylo_hip_launched(ctx, "gemv");
