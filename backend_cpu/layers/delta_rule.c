@@ -197,20 +197,23 @@ hylo_status hylo_cpu_gated_delta_rule(void *ctx, const hylo_gdn_dims *d, const f
     float *work = hylo_cpu_workspace(
         ctx, HYLO_CPU_OP, hylo_cpu_gated_delta_rule_need(d, T, scan).floats[HYLO_CPU_OP], err);
     if (!work) return HYLO_ERR_NOMEM;
+    /* chunk by chunk, the value heads of a chunk in parallel (its rows of q, k, v stay in
+     * cache for all heads) */
+    for (int64_t t0 = 0; t0 < T; t0 += C) {
+        const int64_t n = T - t0 < C ? T - t0 : C;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t hv = 0; hv < Hv; hv++) {
-        float *mine = work + omp_get_thread_num() * per_thread;
-        chunk_buffers w;
-        w.G = mine;
-        w.f = w.G + hylo_cpu_round16(C);
-        w.A = w.f + hylo_cpu_round16(C);
-        w.Tm = w.A + hylo_cpu_round16(C * C);
-        w.Tb = w.Tm + hylo_cpu_round16(C * C);
-        w.W = w.Tb + hylo_cpu_round16(C * C);
-        w.U = w.W + hylo_cpu_round16(C * dk);
-        for (int64_t t0 = 0; t0 < T; t0 += C)
-            rule_chunk(d, q, k, v, g, beta, S + hv * dk * dv, o, hv, t0, T - t0 < C ? T - t0 : C,
-                       C, &w);
+        for (int64_t hv = 0; hv < Hv; hv++) {
+            float *mine = work + omp_get_thread_num() * per_thread;
+            chunk_buffers w;
+            w.G = mine;
+            w.f = w.G + hylo_cpu_round16(C);
+            w.A = w.f + hylo_cpu_round16(C);
+            w.Tm = w.A + hylo_cpu_round16(C * C);
+            w.Tb = w.Tm + hylo_cpu_round16(C * C);
+            w.W = w.Tb + hylo_cpu_round16(C * C);
+            w.U = w.W + hylo_cpu_round16(C * dk);
+            rule_chunk(d, q, k, v, g, beta, S + hv * dk * dv, o, hv, t0, n, C, &w);
+        }
     }
     return HYLO_OK;
 }

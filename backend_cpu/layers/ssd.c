@@ -154,22 +154,31 @@ hylo_status hylo_cpu_ssd_scan(void *ctx, const hylo_mamba2_dims *d, const float 
                                   hylo_cpu_ssd_scan_need(d, T, scan).floats[HYLO_CPU_OP], err);
         if (!work) return HYLO_ERR_NOMEM;
     }
-#pragma omp parallel for schedule(dynamic, 1) if (T * H * P * N >= 65536)
-    for (int64_t h = 0; h < H; h++) {
-        const ssd_head hd = head_view(d, h, x, dt, A, B, C, D, y);
-        float *S = ssm_state + h * P * N;
-        if (scan == HYLO_SCAN_RECURRENT) {
-            scan_recurrent(&hd, S, T);
-            continue;
+    if (scan == HYLO_SCAN_RECURRENT) {
+#pragma omp parallel for schedule(static) if (T * H * P * N >= 65536)
+        for (int64_t h = 0; h < H; h++) {
+            const ssd_head hd = head_view(d, h, x, dt, A, B, C, D, y);
+            scan_recurrent(&hd, ssm_state + h * P * N, T);
         }
-        float *mine = work + omp_get_thread_num() * per_thread;
-        chunk_buffers w;
-        w.a = mine;
-        w.M = w.a + hylo_cpu_round16(Q);
-        w.Y = w.M + hylo_cpu_round16(Q * Q);
-        w.Xw = w.Y + hylo_cpu_round16(Q * P);
-        w.Cw = w.Xw + hylo_cpu_round16(Q * P);
-        for (int64_t t0 = 0; t0 < T; t0 += Q) scan_chunk(&hd, t0, T - t0 < Q ? T - t0 : Q, Q, S, &w);
+        return HYLO_OK;
+    }
+    /* chunk by chunk, the heads of a chunk in parallel: the chunk's rows of x, B and C stay in
+     * cache while every head reads its slice of them (head by head over the whole sequence,
+     * those slices would be fetched from memory once per head when T is long) */
+    for (int64_t t0 = 0; t0 < T; t0 += Q) {
+        const int64_t q = T - t0 < Q ? T - t0 : Q;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t h = 0; h < H; h++) {
+            const ssd_head hd = head_view(d, h, x, dt, A, B, C, D, y);
+            float *mine = work + omp_get_thread_num() * per_thread;
+            chunk_buffers w;
+            w.a = mine;
+            w.M = w.a + hylo_cpu_round16(Q);
+            w.Y = w.M + hylo_cpu_round16(Q * Q);
+            w.Xw = w.Y + hylo_cpu_round16(Q * P);
+            w.Cw = w.Xw + hylo_cpu_round16(Q * P);
+            scan_chunk(&hd, t0, q, Q, ssm_state + h * P * N, &w);
+        }
     }
     return HYLO_OK;
 }
