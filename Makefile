@@ -21,7 +21,7 @@ TEST_LIB := tests/testutil.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-HEADERS  := $(wildcard ref/*.h ref/*/*.h tools/*.h tests/*.h)
+HEADERS  := $(wildcard ref/*.h ref/*/*.h backend_cpu/*/*.h tools/*.h tests/*.h)
 
 .PHONY: all deps test asan demo install uninstall clean golden hip
 all: $(BUILD)/libhylo.a $(BUILD)/hylo
