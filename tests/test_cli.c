@@ -8,60 +8,29 @@
 
 #include "testutil.h"
 
-typedef struct {
-    int status;
-    char *out, *err;
-} cli_result;
-
-/* Runs `hylo ARGS` through the shell, capturing exit status, stdout and stderr. */
-static cli_result hylo(const char *fmt, ...)
-{
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >cli.out 2>cli.err", hylo_test_cli(), args);
-    int raw = system(cmd);
-    ck_assert_msg(raw != -1 && WIFEXITED(raw), "could not run: %s", cmd);
-    cli_result r = {WEXITSTATUS(raw), NULL, NULL};
-    size_t len;
-    r.out = (char *)hylo_test_read_file("cli.out", &len);
-    r.err = (char *)hylo_test_read_file("cli.err", &len);
-    return r;
-}
-
-static void expect(cli_result r, int status, const char *in_stderr)
-{
-    ck_assert_msg(r.status == status, "exit %d, expected %d; stderr: %s", r.status, status, r.err);
-    if (in_stderr)
-        ck_assert_msg(strstr(r.err, in_stderr) != NULL, "stderr lacks '%s': %s", in_stderr, r.err);
-    free(r.out);
-    free(r.err);
-}
 
 static char *tiny_model(void)
 {
     char *dir = hylo_test_tmpdir("cli-model");
     rmdir(dir); /* init creates it */
-    expect(hylo("init --preset tiny-llama --seed 3 --dtype f32 --out %s", dir), 0, NULL);
+    hylo_test_cli_expect(hylo_test_cli_run("init --preset tiny-llama --seed 3 --dtype f32 --out %s", dir), 0, NULL);
     return dir;
 }
 
 START_TEST(init_refuses_to_overwrite_without_force)
 {
     char *dir = tiny_model();
-    expect(hylo("init --preset tiny-qwen3 --out %s", dir), 1, "use --force");
-    expect(hylo("init --preset tiny-qwen3 --out %s --force", dir), 0, NULL);
+    hylo_test_cli_expect(hylo_test_cli_run("init --preset tiny-qwen3 --out %s", dir), 1, "use --force");
+    hylo_test_cli_expect(hylo_test_cli_run("init --preset tiny-qwen3 --out %s --force", dir), 0, NULL);
     hylo_config cfg;
     hylo_error err = {0};
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
     ck_assert_ok(hylo_config_load(path, &cfg, &err), &err);
     ck_assert_int_eq(cfg.arch, HYLO_ARCH_QWEN3);
-    expect(hylo("init --preset no-such --out x"), 2, "tiny-llama");
-    expect(hylo("init --out x"), 2, "--preset");
-    expect(hylo("init --preset tiny-llama --out x --dtype f64"), 2, "--dtype");
+    hylo_test_cli_expect(hylo_test_cli_run("init --preset no-such --out x"), 2, "tiny-llama");
+    hylo_test_cli_expect(hylo_test_cli_run("init --out x"), 2, "--preset");
+    hylo_test_cli_expect(hylo_test_cli_run("init --preset tiny-llama --out x --dtype f64"), 2, "--dtype");
     free(dir);
 }
 END_TEST
@@ -69,19 +38,19 @@ END_TEST
 START_TEST(run_rejects_bad_input_clearly)
 {
     char *dir = tiny_model();
-    expect(hylo("run --model %s --tokens '1 256 3'", dir), 1, "outside the vocabulary");
-    expect(hylo("run --model %s --tokens '1 -4'", dir), 1, "outside the vocabulary");
-    expect(hylo("run --model %s --tokens ''", dir), 2, "no token ids");
-    expect(hylo("run --model %s --tokens '1 x 3'", dir), 2, "not an integer");
-    expect(hylo("run --model %s --tokens '1 99999999999'", dir), 2, "not an integer");
-    expect(hylo("run --model %s", dir), 2, "--tokens");
-    expect(hylo("run --model %s --tokens 1 --tokens-file f", dir), 2, "exactly one");
-    expect(hylo("run --model %s --tokens-file no-such-file", dir), 2, "no-such-file");
-    expect(hylo("run --model no-such-dir --tokens 1"), 1, "no-such-dir");
-    expect(hylo("run --model %s --tokens 1 --bogus", dir), 2, "--bogus");
-    expect(hylo("run --model %s --tokens 1 --generate -1", dir), 2, "--generate");
-    expect(hylo("run --model %s --tokens 1 --logits no-such-dir/l.safetensors", dir), 1, "no-such-dir");
-    expect(hylo("frobnicate"), 2, "unknown command");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens '1 256 3'", dir), 1, "outside the vocabulary");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens '1 -4'", dir), 1, "outside the vocabulary");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens ''", dir), 2, "no token ids");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens '1 x 3'", dir), 2, "not an integer");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens '1 99999999999'", dir), 2, "not an integer");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s", dir), 2, "--tokens");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens 1 --tokens-file f", dir), 2, "exactly one");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens-file no-such-file", dir), 2, "no-such-file");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model no-such-dir --tokens 1"), 1, "no-such-dir");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens 1 --bogus", dir), 2, "--bogus");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens 1 --generate -1", dir), 2, "--generate");
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens 1 --logits no-such-dir/l.safetensors", dir), 1, "no-such-dir");
+    hylo_test_cli_expect(hylo_test_cli_run("frobnicate"), 2, "unknown command");
     free(dir);
 }
 END_TEST
@@ -92,7 +61,7 @@ START_TEST(run_logits_file_matches_library_prefill)
 {
     char *dir = tiny_model();
     hylo_test_write_file("prompt.txt", "5, 9,\n17 3\n", 12);
-    expect(hylo("run --model %s --tokens-file prompt.txt --generate 4 --logits l.safetensors", dir), 0, NULL);
+    hylo_test_cli_expect(hylo_test_cli_run("run --model %s --tokens-file prompt.txt --generate 4 --logits l.safetensors", dir), 0, NULL);
     hylo_error err = {0};
     hylo_safetensors *st = NULL;
     ck_assert_ok(hylo_safetensors_open("l.safetensors", &st, &err), &err);
@@ -136,11 +105,11 @@ END_TEST
 START_TEST(run_prints_generation_and_top_k)
 {
     char *dir = tiny_model();
-    cli_result r = hylo("run --model %s --tokens '1 2 3' --generate 2 --top-k 3", dir);
+    hylo_cli_result r = hylo_test_cli_run("run --model %s --tokens '1 2 3' --generate 2 --top-k 3", dir);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "generated: "));
     ck_assert_ptr_nonnull(strstr(r.out, "top-3 of the last position"));
-    expect(r, 0, NULL);
+    hylo_test_cli_expect(r, 0, NULL);
     free(dir);
 }
 END_TEST

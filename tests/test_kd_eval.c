@@ -12,37 +12,6 @@
 
 #include "testutil.h"
 
-typedef struct {
-    int status;
-    char *out, *err;
-} cli_result;
-
-/* Runs `hylo ARGS` through the shell, capturing exit status, stdout and stderr. */
-static cli_result hylo(const char *fmt, ...)
-{
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >kd.out 2>kd.err", hylo_test_cli(), args);
-    int raw = system(cmd);
-    ck_assert_msg(raw != -1 && WIFEXITED(raw), "could not run: %s", cmd);
-    cli_result r = {WEXITSTATUS(raw), NULL, NULL};
-    size_t len;
-    r.out = (char *)hylo_test_read_file("kd.out", &len);
-    r.err = (char *)hylo_test_read_file("kd.err", &len);
-    return r;
-}
-
-static void expect(cli_result r, int status, const char *in_stderr)
-{
-    ck_assert_msg(r.status == status, "exit %d, expected %d; stderr: %s", r.status, status, r.err);
-    if (in_stderr)
-        ck_assert_msg(strstr(r.err, in_stderr) != NULL, "stderr lacks '%s': %s", in_stderr, r.err);
-    free(r.out);
-    free(r.err);
-}
 
 /* A tiny teacher (tiny-llama), a tiny hybrid student of the same base shape (tiny-hybrid-m2:
  * MLA and Mamba2 layers, random) and a file of 24 token ids. */
@@ -58,7 +27,7 @@ static char *init_model(const char *preset, const char *stem)
 {
     char *dir = hylo_test_tmpdir(stem);
     rmdir(dir); /* init creates it */
-    expect(hylo("init --preset %s --seed 4 --dtype f32 --out %s", preset, dir), 0, NULL);
+    hylo_test_cli_expect(hylo_test_cli_run("init --preset %s --seed 4 --dtype f32 --out %s", preset, dir), 0, NULL);
     return dir;
 }
 
@@ -86,7 +55,7 @@ static void free_fixture(fixture *f)
 static cJSON *kd_eval_json(const char *teacher, const char *student, const char *tokens,
                            const char *extra)
 {
-    cli_result r = hylo("kd-eval --teacher %s --student %s --tokens-file %s --json %s", teacher,
+    hylo_cli_result r = hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens-file %s --json %s", teacher,
                         student, tokens, extra);
     ck_assert_msg(r.status == 0, "kd-eval failed: %s", r.err);
     cJSON *j = cJSON_Parse(r.out);
@@ -268,7 +237,7 @@ END_TEST
 START_TEST(kd_eval_prints_a_table_and_rejects_bad_input)
 {
     fixture f = make_fixture();
-    cli_result r = hylo("kd-eval --teacher %s --student %s --tokens '3 1 4 1 5 9 2 6'", f.teacher,
+    hylo_cli_result r = hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens '3 1 4 1 5 9 2 6'", f.teacher,
                         f.student);
     ck_assert_msg(r.status == 0, "%s", r.err);
     const char *lines[] = {"KD   KL(p_T || p_S), batchmean", "CE   student, next token",
@@ -280,7 +249,7 @@ START_TEST(kd_eval_prints_a_table_and_rejects_bad_input)
     free(r.err);
     /* one token: a KL and ILD, but no next-token target */
     cJSON *j = NULL;
-    r = hylo("kd-eval --teacher %s --student %s --tokens 7 --json", f.teacher, f.student);
+    r = hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 7 --json", f.teacher, f.student);
     ck_assert_int_eq(r.status, 0);
     j = cJSON_Parse(r.out);
     ck_assert(j && cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "ce")));
@@ -289,18 +258,18 @@ START_TEST(kd_eval_prints_a_table_and_rejects_bad_input)
     free(r.out);
     free(r.err);
     char *qwen = init_model("tiny-qwen3", "kd-qwen");
-    expect(hylo("kd-eval --teacher %s --student %s --tokens 1", f.teacher, qwen), 1,
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 1", f.teacher, qwen), 1,
            "differ in vocab_size (256 vs 512)");
-    expect(hylo("kd-eval --teacher %s --tokens 1", f.teacher), 2, "--student");
-    expect(hylo("kd-eval --teacher %s --student %s", f.teacher, f.student), 2, "exactly one");
-    expect(hylo("kd-eval --teacher %s --student %s --tokens 1 --temperature 0", f.teacher,
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --tokens 1", f.teacher), 2, "--student");
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s", f.teacher, f.student), 2, "exactly one");
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 1 --temperature 0", f.teacher,
                 f.student),
            2, "--temperature");
-    expect(hylo("kd-eval --teacher %s --student %s --tokens 1 --chunk 0", f.teacher, f.student), 2,
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 1 --chunk 0", f.teacher, f.student), 2,
            "--chunk");
-    expect(hylo("kd-eval --teacher %s --student %s --tokens '1 256'", f.teacher, f.student), 1,
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens '1 256'", f.teacher, f.student), 1,
            "outside the vocabulary");
-    expect(hylo("kd-eval --teacher no-such-dir --student %s --tokens 1", f.student), 1,
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher no-such-dir --student %s --tokens 1", f.student), 1,
            "no-such-dir");
     free(qwen);
     free_fixture(&f);

@@ -2,11 +2,13 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int hylo_test_run(Suite *suite)
@@ -133,4 +135,30 @@ size_t hylo_test_dir_entries(const char *dir, char *first, size_t first_size)
     }
     closedir(d);
     return n;
+}
+
+hylo_cli_result hylo_test_cli_run(const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s >cli.out 2>cli.err", hylo_test_cli(), args);
+    int raw = system(cmd);
+    ck_assert_msg(raw != -1 && WIFEXITED(raw), "could not run: %s", cmd);
+    hylo_cli_result r = {WEXITSTATUS(raw), NULL, NULL};
+    size_t len;
+    r.out = (char *)hylo_test_read_file("cli.out", &len);
+    r.err = (char *)hylo_test_read_file("cli.err", &len);
+    return r;
+}
+
+void hylo_test_cli_expect(hylo_cli_result r, int status, const char *in_stderr)
+{
+    ck_assert_msg(r.status == status, "exit %d, expected %d; stderr: %s", r.status, status, r.err);
+    if (in_stderr)
+        ck_assert_msg(strstr(r.err, in_stderr) != NULL, "stderr lacks '%s': %s", in_stderr, r.err);
+    free(r.out);
+    free(r.err);
 }

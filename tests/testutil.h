@@ -45,6 +45,16 @@ char *hylo_test_join(const char *dir, const char *name);
 size_t hylo_test_dir_entries(const char *dir, char *first, size_t first_size);
 /* Path of the hylo binary built with the tests (for CLI tests). */
 const char *hylo_test_cli(void);
+/* `hylo ARGS` run through the shell from the current directory: exit status and the captured
+ * stdout and stderr (malloc'd). */
+typedef struct {
+    int status;
+    char *out, *err;
+} hylo_cli_result;
+hylo_cli_result hylo_test_cli_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Fails unless the run exited with `status` and (if given) stderr contains `in_stderr`; frees
+ * the captured output. */
+void hylo_test_cli_expect(hylo_cli_result r, int status, const char *in_stderr);
 /* Reads a whole file; returns malloc'd bytes (NUL-terminated) and sets *len. */
 unsigned char *hylo_test_read_file(const char *path, size_t *len);
 void hylo_test_write_file(const char *path, const void *bytes, size_t len);
