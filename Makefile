@@ -49,9 +49,9 @@ test: deps
 	@$(MAKE) --no-print-directory all $(TESTS)
 	@sh tools/run-tests.sh $(BUILD) $(TESTS)
 
-# The same suite under AddressSanitizer + UBSan, in its own build tree.
+# The same suite under AddressSanitizer + UBSan, in its own build tree ($(BUILD)/asan).
 asan: deps
-	@$(MAKE) --no-print-directory test BUILD=build/asan OPT=-O1 \
+	@$(MAKE) --no-print-directory test BUILD=$(BUILD)/asan OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
 # Regenerates golden/cases/ from ref/ (deterministic: byte-identical on every run).
