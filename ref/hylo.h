@@ -328,8 +328,9 @@ typedef struct hylo_model hylo_model;
 typedef struct hylo_state hylo_state;  /* per-sequence caches (KV cache of every layer) */
 
 /* Loads config.json (and hybrid_config.json when present) and the weights of a checkpoint
- * directory. Weights stored as F16/BF16 are
- * widened to fp32; every tensor's name, shape and finiteness is checked. */
+ * directory. Weights stored as F16/BF16 are widened to fp32; every tensor's name, shape and
+ * finiteness is checked, and a tensor the model has no parameter for is an error
+ * (HYLO_ERR_SHAPE), except lm_head.weight beside tied embeddings when it equals them. */
 hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err);
 void hylo_model_free(hylo_model *model);
 const hylo_config *hylo_model_config(const hylo_model *model);
@@ -338,8 +339,9 @@ const hylo_hybrid_config *hylo_model_hybrid(const hylo_model *model);
 
 /* Writes a deterministic random checkpoint of `cfg` (config.json + safetensors in cfg->dtype)
  * into the existing directory `dir`; with `hybrid` not NULL the layers get its mixers and a
- * hybrid_config.json is written too; see hylo_checkpoint_write for `max_shard_bytes`. The same
- * seed always gives the same bytes. */
+ * hybrid_config.json is written too, and with `hybrid` NULL a hybrid_config.json already in
+ * `dir` is removed (the directory then holds a teacher); see hylo_checkpoint_write for
+ * `max_shard_bytes`. The same seed always gives the same bytes. */
 hylo_status hylo_init_random(const hylo_config *cfg, const hylo_hybrid_config *hybrid,
                              uint64_t seed, const char *dir, uint64_t max_shard_bytes,
                              hylo_error *err);

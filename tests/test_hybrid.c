@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -56,12 +57,6 @@ static float *run_all(const hylo_model *m, hylo_state *s, const int32_t *tokens,
     return logits;
 }
 
-static void random_tokens(int32_t *t, int64_t T, int64_t V, uint64_t seed)
-{
-    hylo_test_rng rng = {seed};
-    for (int64_t i = 0; i < T; i++) t[i] = (int32_t)(hylo_test_uniform(&rng) * (double)V);
-}
-
 /* Decode runs absorbed MLA and the Mamba2 / GDN recurrences; prefill runs naive MLA and the
  * chunked scans (chunks of 8 and 4 tokens here, so 37 tokens cross several). Each is computed
  * with double accumulators from fp32 storage; through 4 layers and the LM head the logits
@@ -76,7 +71,7 @@ START_TEST(prefill_equals_token_by_token_decode)
     const int64_t V = hylo_model_config(m)->vocab_size;
     enum { T = 37 };
     int32_t tokens[T];
-    random_tokens(tokens, T, V, 5 + _i);
+    hylo_test_random_tokens(tokens, T, V, 5 + _i);
     float *prefill = run_all(m, a, tokens, T);
     float *decode = malloc((size_t)(T * V) * sizeof *decode);
     for (int64_t t = 0; t < T; t++)
@@ -96,7 +91,7 @@ START_TEST(prefill_100_then_50_equals_prefill_150)
     hylo_state *a = f.a, *b = f.b;
     const int64_t V = hylo_model_config(m)->vocab_size;
     int32_t tokens[150];
-    random_tokens(tokens, 150, V, 8);
+    hylo_test_random_tokens(tokens, 150, V, 8);
     float *whole = run_all(m, a, tokens, 150);
     float *first = run_all(m, b, tokens, 100);
     float *second = run_all(m, b, tokens + 100, 50);
@@ -166,7 +161,7 @@ START_TEST(layer_by_layer_equals_forward)
     const int64_t D = c->hidden_size, V = c->vocab_size;
     enum { T = 13 };
     int32_t tokens[T];
-    random_tokens(tokens, T, V, 21);
+    hylo_test_random_tokens(tokens, T, V, 21);
     float *want = run_all(m, a, tokens, T);
     float *x = malloc((size_t)(T * D) * sizeof *x), *y = malloc((size_t)(T * D) * sizeof *y);
     float *mix = malloc((size_t)(T * D) * sizeof *mix), *got = malloc((size_t)(T * V) * sizeof *got);
@@ -209,6 +204,37 @@ START_TEST(huge_capacity_is_refused)
 }
 END_TEST
 
+/* hylo_init_random of a teacher over a directory that held a hybrid leaves a teacher: the
+ * hybrid's hybrid_config.json goes, and the directory loads as (and equals) a fresh teacher. */
+START_TEST(teacher_written_over_a_hybrid_is_a_teacher)
+{
+    char *dir = make_hybrid(presets[_i], HYLO_F32, 2);
+    hylo_config cfg;
+    hylo_hybrid_config hy;
+    hylo_error err = {0};
+    ck_assert_ok(hylo_hybrid_preset(presets[_i], &cfg, &hy, &err), &err);
+    cfg.dtype = HYLO_F32;
+    ck_assert_ok(hylo_init_random(&cfg, NULL, 3, dir, 0, &err), &err);
+    char *hy_path = hylo_test_join(dir, "hybrid_config.json");
+    ck_assert_int_ne(access(hy_path, F_OK), 0);
+    hylo_model *m = NULL;
+    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
+    const hylo_hybrid_config *mixers = hylo_model_hybrid(m);
+    for (int64_t i = 0; i < mixers->num_layers; i++)
+        ck_assert_int_eq(mixers->mixers[i], HYLO_MIXER_ATTENTION);
+    hylo_model_free(m);
+    /* byte for byte the teacher written into an empty directory */
+    char *fresh = hylo_test_tmpdir("teacher");
+    ck_assert_ok(hylo_init_random(&cfg, NULL, 3, fresh, 0, &err), &err);
+    ck_assert(hylo_test_same_file(dir, fresh, "model.safetensors"));
+    ck_assert(hylo_test_same_file(dir, fresh, "config.json"));
+    ck_assert_uint_eq(hylo_test_dir_entries(dir, NULL, 0), 2);
+    free(fresh);
+    free(hy_path);
+    free(dir);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("hybrid");
@@ -220,6 +246,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, cli_runs_and_describes_hybrids, 0, 2);
     tcase_add_loop_test(tc, layer_by_layer_equals_forward, 0, 2);
     tcase_add_test(tc, huge_capacity_is_refused);
+    tcase_add_loop_test(tc, teacher_written_over_a_hybrid_is_a_teacher, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "layers/layers.h"
 #include "model/model.h"
@@ -175,10 +176,25 @@ static float *forward_all(const hylo_model *model, hylo_state *state, const int3
     return logits;
 }
 
-static void random_tokens(int32_t *tokens, int64_t T, int64_t V, uint64_t seed)
+/* The two directories' models give the same logits, bit for bit, on a few tokens. */
+static void assert_same_logits(const char *dir_a, const char *dir_b)
 {
-    hylo_test_rng rng = {seed};
-    for (int64_t t = 0; t < T; t++) tokens[t] = (int32_t)(hylo_test_uniform(&rng) * (double)V);
+    hylo_error err = {0};
+    hylo_model *m1 = NULL, *m2 = NULL;
+    hylo_state *s1 = NULL, *s2 = NULL;
+    ck_assert_ok(hylo_model_load(dir_a, &m1, &err), &err);
+    ck_assert_ok(hylo_model_load(dir_b, &m2, &err), &err);
+    ck_assert_ok(hylo_state_create(m1, 0, &s1, &err), &err);
+    ck_assert_ok(hylo_state_create(m2, 0, &s2, &err), &err);
+    int32_t tokens[5] = {1, 2, 3, 4, 5};
+    float *l1 = forward_all(m1, s1, tokens, 5), *l2 = forward_all(m2, s2, tokens, 5);
+    ck_assert_mem_eq(l1, l2, (size_t)(5 * hylo_model_config(m1)->vocab_size) * sizeof(float));
+    free(l1);
+    free(l2);
+    hylo_state_free(s1);
+    hylo_state_free(s2);
+    hylo_model_free(m1);
+    hylo_model_free(m2);
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
@@ -201,7 +217,7 @@ START_TEST(forward_matches_independent_double_formulation)
     const hylo_config *cfg = hylo_model_config(model);
     enum { T = 23 };
     int32_t tokens[T];
-    random_tokens(tokens, T, cfg->vocab_size, 1 + _i);
+    hylo_test_random_tokens(tokens, T, cfg->vocab_size, 1 + _i);
     float *got = forward_all(model, state, tokens, T);
     float *want = malloc((size_t)(T * cfg->vocab_size) * sizeof *want);
     naive_model naive = {NULL, cfg};
@@ -233,7 +249,7 @@ START_TEST(prefill_equals_token_by_token_decode)
     const int64_t V = hylo_model_config(model)->vocab_size;
     enum { T = 37 };
     int32_t tokens[T];
-    random_tokens(tokens, T, V, 99);
+    hylo_test_random_tokens(tokens, T, V, 99);
     float *prefill = forward_all(model, a, tokens, T);
     float *decode = malloc((size_t)(T * V) * sizeof *decode);
     for (int64_t t = 0; t < T; t++)
@@ -262,7 +278,7 @@ START_TEST(continued_prefill_equals_single_prefill)
     const int64_t V = hylo_model_config(model)->vocab_size;
     enum { T1 = 100, T2 = 50 };
     int32_t tokens[T1 + T2];
-    random_tokens(tokens, T1 + T2, V, 5);
+    hylo_test_random_tokens(tokens, T1 + T2, V, 5);
     float *whole = forward_all(model, a, tokens, T1 + T2);
     float *first = forward_all(model, b, tokens, T1);
     float *second = forward_all(model, b, tokens + T1, T2);
@@ -311,21 +327,7 @@ START_TEST(sharded_checkpoint_loads_like_single_file)
     ck_assert_ok(hylo_preset("tiny-llama", &cfg, &err), &err);
     cfg.dtype = HYLO_F32;
     ck_assert_ok(hylo_init_random(&cfg, NULL, 8, sharded, 64 * 1024, &err), &err);
-    hylo_model *m1 = NULL, *m2 = NULL;
-    hylo_state *s1 = NULL, *s2 = NULL;
-    ck_assert_ok(hylo_model_load(single, &m1, &err), &err);
-    ck_assert_ok(hylo_model_load(sharded, &m2, &err), &err);
-    ck_assert_ok(hylo_state_create(m1, 0, &s1, &err), &err);
-    ck_assert_ok(hylo_state_create(m2, 0, &s2, &err), &err);
-    int32_t tokens[5] = {1, 2, 3, 4, 5};
-    float *l1 = forward_all(m1, s1, tokens, 5), *l2 = forward_all(m2, s2, tokens, 5);
-    ck_assert_mem_eq(l1, l2, (size_t)(5 * cfg.vocab_size) * sizeof(float));
-    free(l1);
-    free(l2);
-    hylo_state_free(s1);
-    hylo_state_free(s2);
-    hylo_model_free(m1);
-    hylo_model_free(m2);
+    assert_same_logits(single, sharded);
     free(single);
     free(sharded);
 }
@@ -354,50 +356,6 @@ START_TEST(bad_tokens_are_rejected_without_side_effects)
 }
 END_TEST
 
-/* Rewrites one tensor of a checkpoint through `edit` (NULL: drop it) into a new directory. */
-typedef void (*tensor_edit)(hylo_tensor_spec *spec, float *data);
-
-static char *edited_checkpoint(const char *src, const char *target, tensor_edit edit)
-{
-    char *dir = hylo_test_tmpdir("edited");
-    char path[512];
-    hylo_error err = {0};
-    hylo_checkpoint *ck = NULL;
-    ck_assert_ok(hylo_checkpoint_open(src, &ck, &err), &err);
-    size_t n = hylo_checkpoint_count(ck), kept = 0;
-    hylo_tensor_spec *specs = calloc(n, sizeof *specs);
-    const void **data = calloc(n, sizeof *data);
-    float **copies = calloc(n, sizeof *copies);
-    for (size_t i = 0; i < n; i++) {
-        const hylo_tensor_view *v = hylo_checkpoint_at(ck, i);
-        ck_assert_int_eq(v->dtype, HYLO_F32);
-        hylo_tensor_spec s = {v->name, v->dtype, v->ndim, {0}};
-        memcpy(s.shape, v->shape, sizeof s.shape);
-        copies[i] = malloc(v->nbytes + 64);
-        memcpy(copies[i], v->data, v->nbytes);
-        if (strcmp(v->name, target) == 0) {
-            if (!edit) continue;
-            edit(&s, copies[i]);
-        }
-        specs[kept] = s;
-        data[kept++] = copies[i];
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ck_assert_ok(hylo_safetensors_write(path, specs, data, kept, NULL, &err), &err);
-    snprintf(path, sizeof path, "%s/config.json", src);
-    size_t len;
-    unsigned char *config = hylo_test_read_file(path, &len);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    hylo_test_write_file(path, config, len);
-    free(config);
-    for (size_t i = 0; i < n; i++) free(copies[i]);
-    free(copies);
-    free(specs);
-    free(data);
-    hylo_checkpoint_close(ck);
-    return dir;
-}
-
 static void put_nan(hylo_tensor_spec *spec, float *data)
 {
     (void)spec;
@@ -414,9 +372,9 @@ START_TEST(bad_weights_are_named)
 {
     char *dir = make_checkpoint("tiny-llama", HYLO_F32, 1);
     const char *name = "model.layers.1.self_attn.k_proj.weight";
-    char *missing = edited_checkpoint(dir, name, NULL);
-    char *nan = edited_checkpoint(dir, name, put_nan);
-    char *shape = edited_checkpoint(dir, name, shrink_rows);
+    char *missing = hylo_test_edit_checkpoint(dir, name, NULL, NULL, 0);
+    char *nan = hylo_test_edit_checkpoint(dir, name, put_nan, NULL, 0);
+    char *shape = hylo_test_edit_checkpoint(dir, name, shrink_rows, NULL, 0);
     hylo_error err = {0};
     hylo_model *model = NULL;
     ck_assert_int_eq(hylo_model_load(missing, &model, &err), HYLO_ERR_SHAPE);
@@ -433,6 +391,127 @@ START_TEST(bad_weights_are_named)
     free(missing);
     free(nan);
     free(shape);
+}
+END_TEST
+
+static void keep(hylo_tensor_spec *spec, float *data)
+{
+    (void)spec;
+    (void)data;
+}
+
+static void bump_fourth(hylo_tensor_spec *spec, float *data)
+{
+    (void)spec;
+    data[3] += 0.5f;
+}
+
+/* Loading `dir` fails with `want`, leaves no model, and the message (left in *err) holds s1
+ * and, when not NULL, s2. */
+static void expect_load_failure(const char *dir, hylo_status want, const char *s1, const char *s2,
+                                hylo_error *err)
+{
+    hylo_model *model = (hylo_model *)&want; /* must be reset to NULL */
+    hylo_status got = hylo_model_load(dir, &model, err);
+    ck_assert_msg(got == want, "%s: status %s, expected %s: %s", dir, hylo_status_name(got),
+                  hylo_status_name(want), err->message);
+    ck_assert_ptr_null(model);
+    ck_assert_msg(strstr(err->message, s1) && (!s2 || strstr(err->message, s2)), "%s",
+                  err->message);
+}
+
+/* A tensor the model has no parameter for is refused, naming the file that holds it (the
+ * shard when sharded), the tensor and the model; a rewrite that adds nothing loads. */
+START_TEST(load_refuses_tensors_outside_the_model)
+{
+    char *dir = make_checkpoint("tiny-llama", HYLO_F32, 1);
+    char *same = hylo_test_edit_checkpoint(dir, "model.norm.weight", keep, NULL, 0);
+    assert_same_logits(dir, same);
+    hylo_config cfg;
+    hylo_error err = {0};
+    ck_assert_ok(hylo_preset("tiny-llama", &cfg, &err), &err);
+
+    const char *foo = "model.layers.3.foo";
+    char *extra = hylo_test_edit_checkpoint(dir, "model.norm.weight", NULL, foo, 0);
+    char want[512];
+    snprintf(want, sizeof want, "%s/model.safetensors: tensor '%s' is not a parameter of this "
+             "model (llama, %lld layers)", extra, foo, (long long)cfg.num_layers);
+    expect_load_failure(extra, HYLO_ERR_SHAPE, want, NULL, &err);
+
+    /* sharded: the message names the shard that holds the tensor */
+    char *sharded = hylo_test_edit_checkpoint(dir, "model.norm.weight", NULL, foo, 64 << 10);
+    expect_load_failure(sharded, HYLO_ERR_SHAPE, "-of-", "is not a parameter", &err);
+    const char *end = strstr(err.message, ": tensor '");
+    ck_assert_ptr_nonnull(end);
+    char *file = strndup(err.message, (size_t)(end - err.message));
+    hylo_safetensors *shard = NULL;
+    ck_assert_ok(hylo_safetensors_open(file, &shard, &err), &err);
+    ck_assert_ptr_nonnull(hylo_safetensors_find(shard, foo));
+    hylo_safetensors_close(shard);
+
+    /* a layer the configuration does not have */
+    char *deeper = hylo_test_edit_checkpoint(dir, "model.layers.0.input_layernorm.weight", NULL,
+                                             "model.layers.9.input_layernorm.weight", 0);
+    expect_load_failure(deeper, HYLO_ERR_SHAPE,
+                        "'model.layers.9.input_layernorm.weight' is not a parameter", NULL, &err);
+
+    /* a hybrid's weights without its hybrid_config.json: the message says what is missing */
+    char *hybrid = hylo_test_tmpdir("hybrid");
+    hylo_hybrid_config hy;
+    ck_assert_ok(hylo_hybrid_preset("tiny-hybrid-gdn", &cfg, &hy, &err), &err);
+    ck_assert_ok(hylo_init_random(&cfg, &hy, 1, hybrid, 0, &err), &err);
+    char *hy_path = hylo_test_join(hybrid, "hybrid_config.json");
+    ck_assert_int_eq(unlink(hy_path), 0);
+    expect_load_failure(hybrid, HYLO_ERR_SHAPE, "is not a parameter",
+                        "/hybrid_config.json missing?", &err);
+    free(hy_path);
+    free(hybrid);
+    free(deeper);
+    free(file);
+    free(sharded);
+    free(extra);
+    free(same);
+    free(dir);
+}
+END_TEST
+
+/* Tied embeddings: an lm_head.weight saved beside them (as transformers may do) is accepted
+ * when it is the embedding, and the model still uses the embedding; one that differs in any
+ * value or in shape is refused, since the tied model would silently ignore it. */
+START_TEST(tied_head_in_the_checkpoint_must_equal_the_embedding)
+{
+    char *dir = make_checkpoint("tiny-qwen3", HYLO_F32, 4);
+    hylo_error err = {0};
+    hylo_config cfg;
+    ck_assert_ok(hylo_preset("tiny-qwen3", &cfg, &err), &err);
+    ck_assert(cfg.tie_word_embeddings);
+    const char *embed = "model.embed_tokens.weight";
+    char *equal = hylo_test_edit_checkpoint(dir, embed, NULL, "lm_head.weight", 0);
+    assert_same_logits(dir, equal);
+    char *differs = hylo_test_edit_checkpoint(dir, embed, bump_fourth, "lm_head.weight", 0);
+    expect_load_failure(differs, HYLO_ERR_SHAPE, "model.safetensors: tensor 'lm_head.weight' "
+                        "differs from 'model.embed_tokens.weight' at flat index 3", NULL, &err);
+    char *shorter = hylo_test_edit_checkpoint(dir, embed, shrink_rows, "lm_head.weight", 0);
+    expect_load_failure(shorter, HYLO_ERR_SHAPE, "'lm_head.weight' has shape",
+                        "ties it to 'model.embed_tokens.weight'", &err);
+    free(shorter);
+    free(differs);
+    free(equal);
+    free(dir);
+}
+END_TEST
+
+/* A directory whose config path would not fit in a path buffer is refused as such, not read
+ * under a truncated name (which here would be the directory itself). */
+START_TEST(overlong_paths_are_refused)
+{
+    char dir[5000] = ".";
+    while (strlen(dir) < 4500) strcat(dir, "/.");
+    char want[128];
+    snprintf(want, sizeof want, "/config.json: path too long (%zu bytes, at most 4095)",
+             strlen(dir) + strlen("/config.json"));
+    hylo_error err = {0};
+    expect_load_failure(dir, HYLO_ERR_IO, want, NULL, &err);
 }
 END_TEST
 
@@ -470,6 +549,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, sharded_checkpoint_loads_like_single_file);
     tcase_add_test(tc, bad_tokens_are_rejected_without_side_effects);
     tcase_add_test(tc, bad_weights_are_named);
+    tcase_add_test(tc, load_refuses_tensors_outside_the_model);
+    tcase_add_test(tc, tied_head_in_the_checkpoint_must_equal_the_embedding);
+    tcase_add_test(tc, overlong_paths_are_refused);
     tcase_add_test(tc, real_shapes_have_the_published_parameter_counts);
     suite_add_tcase(s, tc);
     return s;

@@ -783,17 +783,8 @@ START_TEST(assemble_equals_direct_upcycle)
         const hylo_tensor_view *v = hylo_checkpoint_at(cd, i);
         ck_assert_msg(same_bytes(v, tensor(ca, "%s", v->name)), "%s differs", v->name);
     }
-    const char *files[] = {"config.json", "hybrid_config.json"};
-    for (int f = 0; f < 2; f++) {
-        char *pa = hylo_test_join(direct, files[f]), *pb = hylo_test_join(out, files[f]);
-        size_t la, lb;
-        unsigned char *a = hylo_test_read_file(pa, &la), *b = hylo_test_read_file(pb, &lb);
-        ck_assert_msg(la == lb && memcmp(a, b, la) == 0, "%s differs", files[f]);
-        free(a);
-        free(b);
-        free(pa);
-        free(pb);
-    }
+    ck_assert(hylo_test_same_file(direct, out, "config.json"));
+    ck_assert(hylo_test_same_file(direct, out, "hybrid_config.json"));
     ck_assert_ok(hylo_assemble(mla, lin_other, mla_layers, out2, 0, false, &r, &err), &err);
     ck_assert_int_eq(r.differing_shared, 2 + 5 * t.num_layers + 1); /* all but layer tensors */
     hylo_checkpoint *cm = open_ckpt(mla), *co = open_ckpt(out2);
@@ -857,6 +848,32 @@ START_TEST(outputs_are_safe_and_the_teacher_untouched)
     ck_assert_uint_eq(hash_dir(teacher), before);
     free(teacher);
     free(out);
+}
+END_TEST
+
+/* A teacher checkpoint holding a tensor its config has no parameter for is refused before
+ * anything is written, naming the file and the tensor (it was silently ignored). */
+START_TEST(teachers_with_foreign_tensors_are_refused)
+{
+    hylo_config t = preset("tiny-llama");
+    char *teacher = make_teacher(&t, 16);
+    const char *foreign = "model.layers.1.self_attn.extra.weight";
+    char *odd = hylo_test_edit_checkpoint(teacher, "model.layers.1.self_attn.o_proj.weight", NULL,
+                                          foreign, 0);
+    char *out = hylo_test_tmpdir("refused");
+    hylo_hybrid_config hy = layout_of(&t, "2MLA2GDN");
+    hylo_upcycle_options o = options(0);
+    hylo_upcycle_report r;
+    hylo_error err = {0};
+    ck_assert_int_eq(hylo_upcycle(odd, &hy, &o, out, &r, &err), HYLO_ERR_SHAPE);
+    char want[512];
+    snprintf(want, sizeof want, "%s/model.safetensors: tensor '%s' is not a parameter of this "
+             "model (llama, %lld layers)", odd, foreign, (long long)t.num_layers);
+    ck_assert_msg(strstr(err.message, want), "%s", err.message);
+    ck_assert_uint_eq(hylo_test_dir_entries(out, NULL, 0), 0);
+    free(out);
+    free(odd);
+    free(teacher);
 }
 END_TEST
 
@@ -1038,6 +1055,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, assemble_equals_direct_upcycle, 0, 2);
     tcase_add_test(tc, outputs_are_safe_and_the_teacher_untouched);
     tcase_add_test(tc, bad_targets_are_refused_clearly);
+    tcase_add_test(tc, teachers_with_foreign_tensors_are_refused);
     tcase_add_test(tc, kl_uses_log_sum_exp);
     tcase_add_test(tc, cli_upcycles_reports_and_assembles);
     suite_add_tcase(s, tc);

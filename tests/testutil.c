@@ -69,6 +69,12 @@ void hylo_test_fill_normal(hylo_test_rng *rng, float *x, size_t n, double std)
     for (size_t i = 0; i < n; i++) x[i] = (float)(std * hylo_test_normal(rng));
 }
 
+void hylo_test_random_tokens(int32_t *tokens, int64_t T, int64_t V, uint64_t seed)
+{
+    hylo_test_rng rng = {seed};
+    for (int64_t t = 0; t < T; t++) tokens[t] = (int32_t)(hylo_test_uniform(&rng) * (double)V);
+}
+
 char *hylo_test_tmpdir(const char *stem)
 {
     static unsigned counter; /* tests are single-threaded per process */
@@ -112,6 +118,19 @@ void hylo_test_write_file(const char *path, const void *bytes, size_t len)
     ck_assert_msg(f != NULL, "cannot create %s", path);
     ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
     ck_assert_int_eq(fclose(f), 0);
+}
+
+bool hylo_test_same_file(const char *dir_a, const char *dir_b, const char *name)
+{
+    char *pa = hylo_test_join(dir_a, name), *pb = hylo_test_join(dir_b, name);
+    size_t la, lb;
+    unsigned char *a = hylo_test_read_file(pa, &la), *b = hylo_test_read_file(pb, &lb);
+    bool same = la == lb && memcmp(a, b, la) == 0;
+    free(a);
+    free(b);
+    free(pa);
+    free(pb);
+    return same;
 }
 
 char *hylo_test_join(const char *dir, const char *name)
@@ -161,4 +180,88 @@ void hylo_test_cli_expect(hylo_cli_result r, int status, const char *in_stderr)
         ck_assert_msg(strstr(r.err, in_stderr) != NULL, "stderr lacks '%s': %s", in_stderr, r.err);
     free(r.out);
     free(r.err);
+}
+
+/* Copies the file `name` of directory `src` into `dst` when it exists. */
+static void copy_if_present(const char *src, const char *dst, const char *name)
+{
+    char *from = hylo_test_join(src, name), *to = hylo_test_join(dst, name);
+    if (access(from, F_OK) == 0) {
+        size_t len;
+        unsigned char *bytes = hylo_test_read_file(from, &len);
+        hylo_test_write_file(to, bytes, len);
+        free(bytes);
+    }
+    free(from);
+    free(to);
+}
+
+typedef struct {
+    const void **data;
+} edit_fill;
+
+static hylo_status fill_copy(void *user, size_t i, void *dst, size_t nbytes, hylo_error *err)
+{
+    (void)err;
+    memcpy(dst, ((const edit_fill *)user)->data[i], nbytes);
+    return HYLO_OK;
+}
+
+char *hylo_test_edit_checkpoint(const char *src, const char *target, hylo_test_tensor_edit edit,
+                                const char *copy_as, uint64_t max_shard_bytes)
+{
+    hylo_error err = {0};
+    hylo_checkpoint *ck = NULL;
+    ck_assert_ok(hylo_checkpoint_open(src, &ck, &err), &err);
+    const size_t n = hylo_checkpoint_count(ck);
+    size_t kept = 0;
+    hylo_tensor_spec *specs = calloc(n + 1, sizeof *specs);
+    const void **data = calloc(n + 1, sizeof *data);
+    void **copies = calloc(n + 1, sizeof *copies);
+    ck_assert(specs && data && copies);
+    const hylo_tensor_view *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const hylo_tensor_view *v = hylo_checkpoint_at(ck, i);
+        hylo_tensor_spec s = {v->name, v->dtype, v->ndim, {0}};
+        memcpy(s.shape, v->shape, sizeof s.shape);
+        if (strcmp(v->name, target) == 0) {
+            found = v;
+            if (!copy_as && !edit) continue;
+            if (!copy_as) {
+                ck_assert_int_eq(v->dtype, HYLO_F32);
+                copies[i] = malloc(v->nbytes + 64);
+                ck_assert_ptr_nonnull(copies[i]);
+                memcpy(copies[i], v->data, v->nbytes);
+                edit(&s, copies[i]);
+            }
+        }
+        specs[kept] = s;
+        data[kept++] = copies[i] ? copies[i] : v->data;
+    }
+    ck_assert_msg(found != NULL, "%s has no tensor '%s'", src, target);
+    if (copy_as) {
+        hylo_tensor_spec s = {copy_as, found->dtype, found->ndim, {0}};
+        memcpy(s.shape, found->shape, sizeof s.shape);
+        copies[n] = malloc(found->nbytes + 64);
+        ck_assert_ptr_nonnull(copies[n]);
+        memcpy(copies[n], found->data, found->nbytes);
+        if (edit) {
+            ck_assert_int_eq(found->dtype, HYLO_F32);
+            edit(&s, copies[n]);
+        }
+        specs[kept] = s;
+        data[kept++] = copies[n];
+    }
+    char *dir = hylo_test_tmpdir("edited");
+    edit_fill fill = {data};
+    ck_assert_ok(hylo_checkpoint_write(dir, specs, kept, fill_copy, &fill, max_shard_bytes, NULL,
+                                       &err), &err);
+    copy_if_present(src, dir, "config.json");
+    copy_if_present(src, dir, "hybrid_config.json");
+    for (size_t i = 0; i <= n; i++) free(copies[i]);
+    free(copies);
+    free(specs);
+    free(data);
+    hylo_checkpoint_close(ck);
+    return dir;
 }

@@ -3,6 +3,7 @@
 #define HYLO_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ double hylo_test_uniform(hylo_test_rng *rng);                 /* [0, 1) */
 double hylo_test_normal(hylo_test_rng *rng);
 void hylo_test_fill_normal(hylo_test_rng *rng, float *x, size_t n, double std);
 
+/* tokens[T] uniform in [0, V), from `seed`. */
+void hylo_test_random_tokens(int32_t *tokens, int64_t T, int64_t V, uint64_t seed);
+
 /* A fresh empty directory under the current (scratch) directory; caller frees the string. */
 char *hylo_test_tmpdir(const char *stem);
 /* "dir/name", malloc'd. */
@@ -55,6 +59,17 @@ hylo_cli_result hylo_test_cli_run(const char *fmt, ...) __attribute__((format(pr
 /* Fails unless the run exited with `status` and (if given) stderr contains `in_stderr`; frees
  * the captured output. */
 void hylo_test_cli_expect(hylo_cli_result r, int status, const char *in_stderr);
+/* A copy of checkpoint directory `src` in a fresh directory (its config.json and
+ * hybrid_config.json, and its tensors through hylo_checkpoint_write with `max_shard_bytes`)
+ * with one change to the tensor `target`: without `copy_as`, `edit` changes its spec or its
+ * (F32) data, or it is dropped when `edit` is NULL; with `copy_as`, it is kept as it is and a
+ * copy named `copy_as`, passed through `edit` when not NULL, is added after every other
+ * tensor. Returns the new directory (malloc'd). */
+typedef void (*hylo_test_tensor_edit)(hylo_tensor_spec *spec, float *data);
+char *hylo_test_edit_checkpoint(const char *src, const char *target, hylo_test_tensor_edit edit,
+                                const char *copy_as, uint64_t max_shard_bytes);
+/* Whether the file `name` has the same bytes in directories a and b (both must exist). */
+bool hylo_test_same_file(const char *dir_a, const char *dir_b, const char *name);
 /* Reads a whole file; returns malloc'd bytes (NUL-terminated) and sets *len. */
 unsigned char *hylo_test_read_file(const char *path, size_t *len);
 void hylo_test_write_file(const char *path, const void *bytes, size_t len);

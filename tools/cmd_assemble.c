@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "io/json.h"
 
 #define COMMAND "assemble"
 
@@ -59,9 +60,7 @@ int cmd_assemble(int argc, char **argv)
         return CLI_USAGE;
     hylo_error err = {0};
     hylo_config cfg;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", mla);
-    if (hylo_config_load(path, &cfg, &err) != HYLO_OK) return cli_fail(COMMAND, &err);
+    if (hylo_dir_config_load(mla, &cfg, &err) != HYLO_OK) return cli_fail(COMMAND, &err);
     bool layers[HYLO_MAX_LAYERS];
     hylo_status st = cfg.num_layers > HYLO_MAX_LAYERS
                          ? hylo_error_set(&err, HYLO_ERR_CONFIG, "%s has more than %d layers",

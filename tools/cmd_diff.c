@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "io/json.h"
+#include "io/safetensors_internal.h"
 
 #define COMMAND "diff"
 #define DEFAULT_NMSE 1e-10 /* same-precision fp32 implementations (spec sec. 11) */
@@ -110,14 +111,6 @@ static const tolerance *rule_for(const tolerances *t, const char *name)
     return &t->rules[t->count - 1]; /* the default rule "*" is always last */
 }
 
-static void format_shape(const hylo_tensor_view *v, char *buf, size_t size)
-{
-    int n = snprintf(buf, size, "[");
-    for (int i = 0; i < v->ndim && n > 0 && (size_t)n < size; i++)
-        n += snprintf(buf + n, size - (size_t)n, i ? ", %lld" : "%lld", (long long)v->shape[i]);
-    if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
-}
-
 /* Both sides are widened to fp32, so a bf16 trace compares with an fp32 one.
  * NMSE = sum (a - b)^2 / sum b^2 (spec sec. 11; b is the reference), max |a - b|, and
  * max |a - b| / |b| over the entries with b != 0. A non-finite entry where the other file has a
@@ -155,7 +148,7 @@ static void compare_tensor(const hylo_tensor_view *a, const hylo_tensor_view *b,
 {
     c->name = a->name;
     c->tol = rule_for(t, a->name);
-    format_shape(a, c->shape, sizeof c->shape);
+    hylo_st_format_shape(c->shape, sizeof c->shape, a->ndim, a->shape);
     c->nmse = c->max_abs = c->max_rel = INFINITY;
     if (!b) c->problem = "missing in B";
     else if (!same_shape(a, b)) c->problem = "shape differs";
@@ -296,7 +289,8 @@ int cmd_diff(int argc, char **argv)
             if (hylo_safetensors_find(a, vb->name)) continue;
             c[rows] = (comparison){.name = vb->name, .tol = rule_for(&tol, vb->name),
                                    .problem = "missing in A", .nmse = INFINITY};
-            format_shape(vb, c[rows++].shape, sizeof c[0].shape);
+            hylo_st_format_shape(c[rows].shape, sizeof c[0].shape, vb->ndim, vb->shape);
+            rows++;
         }
         for (size_t i = 0; i < rows; i++) {
             if (c[i].ok) continue;

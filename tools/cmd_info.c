@@ -3,7 +3,6 @@
  * sec. 10), from a checkpoint's configs or from a preset and a layout alone. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "io/json.h"
@@ -28,15 +27,8 @@ static hylo_status describe_target(const cli_option *opts, size_t n, model_desc 
         return hylo_error_set(err, HYLO_ERR_USAGE, "--layout goes with --preset, not --model");
     hylo_status st;
     if (dir) {
-        char path[4096];
         snprintf(d->name, sizeof d->name, "%s", dir);
-        snprintf(path, sizeof path, "%s/config.json", dir);
-        st = hylo_config_load(path, &d->base, err);
-        snprintf(path, sizeof path, "%s/hybrid_config.json", dir);
-        if (st == HYLO_OK && access(path, F_OK) == 0)
-            return hylo_hybrid_config_load(path, &d->base, &d->hybrid, err);
-        if (st == HYLO_OK) hylo_hybrid_teacher(&d->base, &d->hybrid);
-        return st;
+        return hylo_dir_configs_load(dir, &d->base, &d->hybrid, NULL, err);
     }
     snprintf(d->name, sizeof d->name, "%s%s%s", preset, layout ? " " : "", layout ? layout : "");
     bool is_hybrid;

@@ -1,58 +1,11 @@
 /* cmd_init.c: `hylo init`: a deterministic random HF-format checkpoint of a preset. */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "model/checkpoint_dir.h"
 
 #define COMMAND "init"
-
-/* Files a checkpoint directory may hold: those --force replaces. */
-static bool is_checkpoint_file(const char *name)
-{
-    size_t n = strlen(name);
-    return strcmp(name, "config.json") == 0 || strcmp(name, "hybrid_config.json") == 0 ||
-           strcmp(name, "model.safetensors.index.json") == 0 ||
-           (strncmp(name, "model", 5) == 0 && n > 12 && strcmp(name + n - 12, ".safetensors") == 0);
-}
-
-/* Creates `dir`, or checks that it holds no checkpoint (unless `force`, which removes the old
- * checkpoint's files so that no stale shard or index outlives it). */
-static bool prepare_output(const char *dir, bool force)
-{
-    if (mkdir(dir, 0755) == 0) return true;
-    if (errno != EEXIST) {
-        fprintf(stderr, "hylo %s: cannot create %s: %s\n", COMMAND, dir, strerror(errno));
-        return false;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "hylo %s: %s exists and is not a readable directory\n", COMMAND, dir);
-        return false;
-    }
-    bool ok = true;
-    for (struct dirent *e; ok && (e = readdir(d));) {
-        if (!is_checkpoint_file(e->d_name)) continue;
-        if (!force) {
-            fprintf(stderr, "hylo %s: %s already holds a checkpoint (%s); use --force to replace it\n",
-                    COMMAND, dir, e->d_name);
-            ok = false;
-            continue;
-        }
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (unlink(path) != 0) {
-            fprintf(stderr, "hylo %s: cannot remove %s: %s\n", COMMAND, path, strerror(errno));
-            ok = false;
-        }
-    }
-    closedir(d);
-    return ok;
-}
 
 static bool parse_dtype(const char *text, hylo_dtype *out)
 {
@@ -105,8 +58,10 @@ int cmd_init(int argc, char **argv)
     }
     const char *dtype = cli_get(opts, n, "--dtype");
     if (dtype && !parse_dtype(dtype, &cfg.dtype)) return CLI_USAGE;
-    if (!prepare_output(out, cli_get(opts, n, "--force") != NULL)) return CLI_FAIL;
-    if (hylo_init_random(&cfg, is_hybrid ? &hybrid : NULL, (uint64_t)seed, out,
+    /* creates --out, or (with --force) clears the checkpoint it holds */
+    if (hylo_output_check(out, cli_get(opts, n, "--force") != NULL, NULL, 0, &err) != HYLO_OK ||
+        hylo_output_prepare(out, &err) != HYLO_OK ||
+        hylo_init_random(&cfg, is_hybrid ? &hybrid : NULL, (uint64_t)seed, out,
                          (uint64_t)shard_mb * 1048576u, &err) != HYLO_OK)
         return cli_fail(COMMAND, &err);
     const char *layout = cli_get(opts, n, "--layout");

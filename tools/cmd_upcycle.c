@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "io/json.h"
 
 #define COMMAND "upcycle"
 
@@ -190,9 +191,7 @@ int cmd_upcycle(int argc, char **argv)
     }
     hylo_error err = {0};
     hylo_config cfg;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", teacher);
-    if (hylo_config_load(path, &cfg, &err) != HYLO_OK) return cli_fail(COMMAND, &err);
+    if (hylo_dir_config_load(teacher, &cfg, &err) != HYLO_OK) return cli_fail(COMMAND, &err);
     hylo_hybrid_config target;
     hylo_upcycle_options o = hylo_upcycle_options_default();
     if (!choose_target(opts, n, &cfg, &target) || !parse_options(opts, n, &o)) return CLI_USAGE;

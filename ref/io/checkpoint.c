@@ -290,6 +290,17 @@ hylo_status hylo_checkpoint_open(const char *dir, hylo_checkpoint **out, hylo_er
     return HYLO_OK;
 }
 
+const char *hylo_st_checkpoint_file(const hylo_checkpoint *ckpt, size_t i)
+{
+    if (!ckpt || i >= ckpt->count) return NULL;
+    for (size_t s = 0; s < ckpt->nshards; s++) { /* views run shard after shard */
+        size_t n = hylo_safetensors_count(ckpt->shards[s]);
+        if (i < n) return hylo_st_label(ckpt->shards[s]);
+        i -= n;
+    }
+    return NULL;
+}
+
 size_t hylo_checkpoint_count(const hylo_checkpoint *ckpt)
 {
     return ckpt ? ckpt->count : 0;

@@ -1,7 +1,8 @@
 /*
  * hybrid_config.c: which token mixer each layer of a hybrid uses, and the sizes of MLA, Mamba2
  * and Gated DeltaNet (spec sec. 1, 3-5): paper layouts, hybrid_config.json reading (hylo's
- * schema and Zebra-Llama's), validation and writing.
+ * schema and Zebra-Llama's), validation and writing, and the two configs of a checkpoint
+ * directory (a teacher's has no hybrid_config.json).
  *
  * hylo's schema (every section optional unless a layer uses it):
  *   {
@@ -25,10 +26,12 @@
  * "qk_nope_head_dim", "v_head_dim", "use_full_kv_head", "rope_scaling").
  * The MLA rope slice uses the teacher's rope_theta.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hylo.h"
 #include "io/json.h"
@@ -475,6 +478,31 @@ hylo_status hylo_hybrid_config_load(const char *path, const hylo_config *base,
     st = hylo_hybrid_config_parse(text, len, path, base, out, err);
     free(text);
     return st;
+}
+
+hylo_status hylo_dir_config_load(const char *dir, hylo_config *cfg, hylo_error *err)
+{
+    char path[HYLO_PATH_MAX];
+    hylo_status st = hylo_path_join(path, sizeof path, dir, "config.json", err);
+    return st == HYLO_OK ? hylo_config_load(path, cfg, err) : st;
+}
+
+hylo_status hylo_dir_configs_load(const char *dir, hylo_config *cfg, hylo_hybrid_config *hybrid,
+                                  bool *is_hybrid, hylo_error *err)
+{
+    if (is_hybrid) *is_hybrid = false;
+    char path[HYLO_PATH_MAX];
+    hylo_status st = hylo_dir_config_load(dir, cfg, err);
+    if (st == HYLO_OK) st = hylo_path_join(path, sizeof path, dir, "hybrid_config.json", err);
+    if (st != HYLO_OK) return st;
+    if (access(path, F_OK) != 0) {
+        if (errno != ENOENT)
+            return hylo_error_set(err, HYLO_ERR_IO, "%s: %s", path, strerror(errno));
+        hylo_hybrid_teacher(cfg, hybrid);
+        return HYLO_OK;
+    }
+    if (is_hybrid) *is_hybrid = true;
+    return hylo_hybrid_config_load(path, cfg, hybrid, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */

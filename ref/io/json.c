@@ -226,6 +226,17 @@ hylo_status hylo_json_read_file(const char *path, size_t max_bytes, char **out, 
     return HYLO_OK;
 }
 
+hylo_status hylo_path_join(char *out, size_t size, const char *dir, const char *name,
+                           hylo_error *err)
+{
+    int n = snprintf(out, size, "%s/%s", dir, name);
+    if (n >= 0 && (size_t)n < size) return HYLO_OK;
+    if (size > 0) out[0] = '\0';
+    size_t dir_len = strlen(dir), len = dir_len + 1 + strlen(name);
+    return hylo_error_set(err, HYLO_ERR_IO, "%.200s%s/%s: path too long (%zu bytes, at most %zu)",
+                          dir, dir_len > 200 ? "..." : "", name, len, size ? size - 1 : 0);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Text buffer                                                                                  */
 /* ------------------------------------------------------------------------------------------ */

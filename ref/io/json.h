@@ -1,6 +1,6 @@
 /* json.h: typed reads and writes of the small JSON files hylo handles (config.json,
- * hybrid_config.json, model.safetensors.index.json, safetensors headers), and the atomic file
- * writer every output goes through (internal). */
+ * hybrid_config.json, model.safetensors.index.json, safetensors headers), the paths and configs
+ * of checkpoint directories, and the atomic file writer every output goes through (internal). */
 #ifndef HYLO_JSON_H
 #define HYLO_JSON_H
 
@@ -50,6 +50,21 @@ hylo_status hylo_json_parse_object(const char *json, size_t len, const char *lab
 /* Reads a whole file of at most max_bytes into a malloc'd, NUL-terminated buffer. */
 hylo_status hylo_json_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                                 hylo_error *err);
+
+/* ---- paths and the configs of a checkpoint directory ------------------------------------- */
+
+/* The size of the path buffers below (Linux's PATH_MAX). */
+#define HYLO_PATH_MAX 4096
+/* out[size] <- "dir/name"; a path that does not fit is an error (HYLO_ERR_IO, naming dir and
+ * name), never cut short. */
+hylo_status hylo_path_join(char *out, size_t size, const char *dir, const char *name,
+                           hylo_error *err);
+/* The config.json of a checkpoint directory (hybrid_config.c). */
+hylo_status hylo_dir_config_load(const char *dir, hylo_config *cfg, hylo_error *err);
+/* config.json and, when the directory has one, hybrid_config.json (else the teacher's all
+ * attention mixers, and *is_hybrid false; is_hybrid may be NULL) (hybrid_config.c). */
+hylo_status hylo_dir_configs_load(const char *dir, hylo_config *cfg, hylo_hybrid_config *hybrid,
+                                  bool *is_hybrid, hylo_error *err);
 
 /* ---- writing ------------------------------------------------------------------------------ */
 

@@ -139,8 +139,9 @@ static bool json_uint(const cJSON *item, uint64_t *out)
     return true;
 }
 
-static void format_shape(char *out, size_t size, const int64_t *shape, int ndim)
+void hylo_st_format_shape(char *out, size_t size, int ndim, const int64_t *shape)
 {
+    if (size == 0) return;
     size_t o = (size_t)snprintf(out, size, "[");
     for (int d = 0; d < ndim && o < size; d++)
         o += (size_t)snprintf(out + o, size - o, "%s%lld", d ? ", " : "", (long long)shape[d]);
@@ -268,7 +269,7 @@ static hylo_status parse_tensor(const parse_ctx *c, const cJSON *entry, hylo_ten
                     name);
     if (end - begin != need) {
         char shape[160];
-        format_shape(shape, sizeof shape, v->shape, v->ndim);
+        hylo_st_format_shape(shape, sizeof shape, v->ndim, v->shape);
         return fail(c, HYLO_ERR_SHAPE, "tensor '%s': data_offsets [%llu, %llu] span %llu bytes but "
                     "shape %s of %s needs %llu", name, (unsigned long long)begin,
                     (unsigned long long)end, (unsigned long long)(end - begin), shape,
@@ -563,4 +564,9 @@ const char *hylo_safetensors_metadata(const hylo_safetensors *st, const char *ke
     if (!st || !st->metadata || !key) return NULL;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(st->metadata, key);
     return v ? v->valuestring : NULL;
+}
+
+const char *hylo_st_label(const hylo_safetensors *st)
+{
+    return st ? st->label : NULL;
 }

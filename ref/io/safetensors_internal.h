@@ -17,7 +17,7 @@
 /* Writers pad the header so that the data buffer starts at a multiple of this file offset. */
 #define HYLO_ST_DATA_ALIGN 64u
 
-/* --- Names (safetensors.c) ------------------------------------------------------------------ */
+/* --- Names, shapes and labels (safetensors.c) ----------------------------------------------- */
 
 /* NULL when `name` is fit to be a tensor name (non-empty, valid UTF-8, no control characters),
  * else a phrase saying what is wrong with it ("is empty", ...). */
@@ -27,6 +27,17 @@ size_t hylo_st_utf8_prefix(const char *s, size_t n);
 /* Copies `name` into out (size >= 16) with non-printable bytes as \xNN, cut with "..." when long:
  * safe to put in a message even when the name came from a hostile file. */
 const char *hylo_st_quote(char *out, size_t size, const char *name);
+
+/* "[2, 3]": the shape in messages, cut short (but NUL-terminated) when `size` is too small. */
+void hylo_st_format_shape(char *out, size_t size, int ndim, const int64_t *shape);
+/* The path (or the in-memory label) an open file was opened under. */
+const char *hylo_st_label(const hylo_safetensors *st);
+
+/* --- Checkpoints (checkpoint.c) ------------------------------------------------------------- */
+
+/* The path of the file that holds tensor i (in hylo_checkpoint_at's order), or NULL when i is
+ * out of range: model.safetensors or the shard. */
+const char *hylo_st_checkpoint_file(const hylo_checkpoint *ckpt, size_t i);
 
 /* --- Paths (safetensors_write.c) ----------------------------------------------------------- */
 

@@ -2,10 +2,10 @@
  * depend only on the seed and each tensor's name: the same seed gives byte-identical files
  * whatever the thread count or sharding. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/rng.h"
+#include "model/checkpoint_dir.h"
 #include "model/model.h"
 
 typedef struct {
@@ -92,26 +92,10 @@ hylo_status hylo_init_random(const hylo_config *cfg, const hylo_hybrid_config *h
     size_t count = 0;
     st = hylo_model_params(&base, hybrid, &params, &count, err);
     if (st != HYLO_OK) return st;
-    hylo_tensor_spec *specs = calloc(count, sizeof *specs);
-    if (!specs) {
-        free(params);
-        return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate %zu tensor specs", count);
-    }
-    for (size_t i = 0; i < count; i++) {
-        specs[i].name = params[i].name;
-        specs[i].dtype = cfg->dtype;
-        specs[i].ndim = params[i].ndim;
-        for (int d = 0; d < params[i].ndim; d++) specs[i].shape[d] = params[i].shape[d];
-    }
-    init_job job = {params, seed, cfg->dtype, cfg->hidden_size};
-    st = hylo_checkpoint_write(dir, specs, count, fill_param, &job, max_shard_bytes,
-                               "writing weights", err);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (st == HYLO_OK) st = hylo_config_save(&base, path, err);
-    snprintf(path, sizeof path, "%s/hybrid_config.json", dir);
-    if (st == HYLO_OK && hybrid) st = hylo_hybrid_config_save(hybrid, path, err);
-    free(specs);
+    init_job job = {params, seed, base.dtype, base.hidden_size};
+    /* a teacher written over a hybrid loses the hybrid's hybrid_config.json */
+    st = hylo_output_write(dir, &base, hybrid, params, count, fill_param, &job, max_shard_bytes,
+                           err);
     free(params);
     return st;
 }

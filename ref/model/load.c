@@ -2,30 +2,14 @@
  * every tensor checked; the backend a model's states use. */
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/progress.h"
+#include "io/json.h"
 #include "layers/layers.h"
+#include "model/checkpoint_dir.h"
 #include "model/model.h"
-
-static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-    int n = snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && n > 0 && (size_t)n < size; i++)
-        n += snprintf(buf + n, size - (size_t)n, i ? ", %lld" : "%lld", (long long)shape[i]);
-    if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
-}
-
-static bool same_shape(const hylo_tensor_view *v, const hylo_param *p)
-{
-    if (v->ndim != p->ndim) return false;
-    for (int i = 0; i < p->ndim; i++)
-        if (v->shape[i] != p->shape[i]) return false;
-    return true;
-}
 
 /* The index of the first NaN/Inf in w[0 .. n), or n when all are finite. */
 static int64_t first_non_finite(const float *w, int64_t n)
@@ -37,23 +21,13 @@ static int64_t first_non_finite(const float *w, int64_t n)
     return first;
 }
 
-/* Finds `param` in the checkpoint, checks its shape and values, and stores an fp32 pointer in
- * its slot: into the mapping for aligned F32 data, else into a widened copy. */
+/* Stores an fp32 pointer to `param` (present with its shape: hylo_checkpoint_check_params) in
+ * its slot: into the mapping for aligned F32 data, else into a widened copy; the values must be
+ * finite. */
 static hylo_status bind_param(hylo_model *model, const char *dir, const hylo_param *param,
                               hylo_error *err)
 {
     const hylo_tensor_view *view = hylo_checkpoint_find(model->ckpt, param->name);
-    char want[64], got[64];
-    format_shape(want, sizeof want, param->ndim, param->shape);
-    if (!view)
-        return hylo_error_set(err, HYLO_ERR_SHAPE, "%s: tensor '%s' is missing (expected %s)",
-                              dir, param->name, want);
-    if (!same_shape(view, param)) {
-        format_shape(got, sizeof got, view->ndim, view->shape);
-        return hylo_error_set(err, HYLO_ERR_SHAPE,
-                              "%s: tensor '%s' has shape %s but the configuration implies %s",
-                              dir, param->name, got, want);
-    }
     const float *w = view->data;
     if (view->dtype != HYLO_F32 || (uintptr_t)view->data % sizeof(float) != 0) {
         float *copy = malloc((size_t)view->numel * sizeof *copy);
@@ -73,19 +47,24 @@ static hylo_status bind_param(hylo_model *model, const char *dir, const hylo_par
     return HYLO_OK;
 }
 
+/* Checks the checkpoint against the parameter table (nothing missing, misshapen or left over)
+ * before any weight is widened, then binds every parameter. */
 static hylo_status bind_all(hylo_model *model, const char *dir, hylo_error *err)
 {
     hylo_param *params = NULL;
     size_t count = 0;
     hylo_status st = hylo_model_params(&model->cfg, &model->hybrid, &params, &count, err);
     if (st != HYLO_OK) return st;
-    model->owned = calloc(count, sizeof *model->owned);
-    if (!model->owned) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate weight table");
+    st = hylo_checkpoint_check_params(model->ckpt, dir, &model->cfg, &model->hybrid, params,
+                                      count, err);
+    if (st == HYLO_OK && !(model->owned = calloc(count, sizeof *model->owned)))
+        st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate weight table");
     /* Widening a real-size checkpoint takes seconds: report progress above 256 MiB of fp32. */
     uint64_t total = 0, done = 0;
     for (size_t i = 0; i < count; i++) total += (uint64_t)hylo_param_numel(&params[i]) * sizeof(float);
     hylo_progress progress;
-    hylo_progress_begin(&progress, "loading weights", total, "B", 256u << 20);
+    hylo_progress_begin(&progress, st == HYLO_OK ? "loading weights" : NULL, total, "B",
+                        256u << 20);
     for (size_t i = 0; i < count && st == HYLO_OK; i++) {
         st = bind_param(model, dir, &params[i], err);
         done += (uint64_t)hylo_param_numel(&params[i]) * sizeof(float);
@@ -113,29 +92,14 @@ static hylo_status prepare_rope(hylo_model *model, hylo_error *err)
     return HYLO_OK;
 }
 
-/* The mixers: hybrid_config.json when the checkpoint has one, else the teacher's attention. */
-static hylo_status load_hybrid(hylo_model *model, const char *dir, hylo_error *err)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hybrid_config.json", dir);
-    if (access(path, F_OK) != 0) {
-        hylo_hybrid_teacher(&model->cfg, &model->hybrid);
-        return HYLO_OK;
-    }
-    return hylo_hybrid_config_load(path, &model->cfg, &model->hybrid, err);
-}
-
 hylo_status hylo_model_load(const char *dir, hylo_model **out, hylo_error *err)
 {
     *out = NULL;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
     hylo_model *model = calloc(1, sizeof *model);
     if (!model) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate model");
     model->ops = &hylo_ref_ops;
     model->weights = HYLO_WEIGHTS_F32;
-    hylo_status st = hylo_config_load(path, &model->cfg, err);
-    if (st == HYLO_OK) st = load_hybrid(model, dir, err);
+    hylo_status st = hylo_dir_configs_load(dir, &model->cfg, &model->hybrid, NULL, err);
     if (st == HYLO_OK) {
         model->layers = calloc((size_t)model->cfg.num_layers, sizeof *model->layers);
         if (!model->layers) st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate layers");

@@ -3,11 +3,11 @@
  * how often the two most likely next tokens agree. The starting point that distillation
  * improves. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/progress.h"
 #include "core/rng.h"
+#include "io/json.h"
 #include "upcycle/upcycle.h"
 
 /* Token t of the probe is floor(u_t V), u_t the t-th uniform of this fixed stream. */
@@ -78,10 +78,8 @@ hylo_status hylo_probe_agreement(const char *teacher_dir, const char *student_di
     if (T < 1 || T > (1 << 20))
         return hylo_error_set(err, HYLO_ERR_RANGE, "probe: %lld tokens (expected 1 .. 2^20)",
                               (long long)T);
-    char path[4096];
     hylo_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", teacher_dir);
-    hylo_status st = hylo_config_load(path, &cfg, err);
+    hylo_status st = hylo_dir_config_load(teacher_dir, &cfg, err);
     if (st != HYLO_OK) return st;
     const int64_t V = cfg.vocab_size;
     int32_t *ids = malloc((size_t)T * sizeof *ids);

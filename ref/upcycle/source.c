@@ -1,55 +1,23 @@
 /* source.c: checkpoints read by the upcycler and the assembler, through their parameter
- * tables: every tensor of the table is checked for presence and shape when the checkpoint is
- * opened, and for finite values when it is read. */
+ * tables: every tensor of the table is checked for presence and shape, and every tensor of the
+ * checkpoint for being in the table, when the checkpoint is opened; values are checked for
+ * being finite when they are read. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
+#include "io/json.h"
 #include "upcycle/upcycle.h"
-
-static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-    int n = snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && n > 0 && (size_t)n < size; i++)
-        n += snprintf(buf + n, size - (size_t)n, i ? ", %lld" : "%lld", (long long)shape[i]);
-    if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
-}
-
-static hylo_status check_tensor(const hylo_source *src, const hylo_param *p, hylo_error *err)
-{
-    const hylo_tensor_view *v = hylo_checkpoint_find(src->ckpt, p->name);
-    char want[64], got[64];
-    format_shape(want, sizeof want, p->ndim, p->shape);
-    if (!v)
-        return hylo_error_set(err, HYLO_ERR_SHAPE, "%s: tensor '%s' is missing (expected %s)",
-                              src->dir, p->name, want);
-    bool same = v->ndim == p->ndim;
-    for (int d = 0; same && d < p->ndim; d++) same = v->shape[d] == p->shape[d];
-    if (same) return HYLO_OK;
-    format_shape(got, sizeof got, v->ndim, v->shape);
-    return hylo_error_set(err, HYLO_ERR_SHAPE,
-                          "%s: tensor '%s' has shape %s but the configuration implies %s",
-                          src->dir, p->name, got, want);
-}
 
 hylo_status hylo_source_open(const char *dir, hylo_source *src, hylo_error *err)
 {
     *src = (hylo_source){.dir = dir};
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    hylo_status st = hylo_config_load(path, &src->cfg, err);
-    snprintf(path, sizeof path, "%s/hybrid_config.json", dir);
-    src->is_hybrid = access(path, F_OK) == 0;
-    if (st == HYLO_OK && src->is_hybrid)
-        st = hylo_hybrid_config_load(path, &src->cfg, &src->hybrid, err);
-    else if (st == HYLO_OK)
-        hylo_hybrid_teacher(&src->cfg, &src->hybrid);
+    hylo_status st = hylo_dir_configs_load(dir, &src->cfg, &src->hybrid, &src->is_hybrid, err);
     if (st == HYLO_OK)
         st = hylo_model_params(&src->cfg, &src->hybrid, &src->params, &src->count, err);
     if (st == HYLO_OK) st = hylo_checkpoint_open(dir, &src->ckpt, err);
-    for (size_t i = 0; st == HYLO_OK && i < src->count; i++)
-        st = check_tensor(src, &src->params[i], err);
+    if (st == HYLO_OK)
+        st = hylo_checkpoint_check_params(src->ckpt, dir, &src->cfg, &src->hybrid, src->params,
+                                          src->count, err);
     if (st != HYLO_OK) hylo_source_close(src);
     return st;
 }

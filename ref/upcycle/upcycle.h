@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/checkpoint_dir.h"
 #include "model/model.h"
 
 #define HYLO_LAYER_SLOT(field) offsetof(hylo_layer_weights, field)
@@ -125,21 +126,7 @@ hylo_status hylo_mamba2_overlay(const hylo_upcycler *u, const hylo_param *p, flo
 hylo_status hylo_gdn_overlay(const hylo_upcycler *u, const hylo_param *p, float *dst,
                              hylo_error *err);
 
-/* ---- output directories (output.c) ---------------------------------------------------------- */
-
-/* Refuses `out` when it is one of the `n` directories `inputs`, or when it holds a checkpoint
- * and `force` is false. Nothing is changed. */
-hylo_status hylo_output_check(const char *out, bool force, const char *const *inputs, size_t n,
-                              hylo_error *err);
-/* Creates `out`, or removes the checkpoint files it holds (config.json, hybrid_config.json,
- * model*.safetensors, the index) so that no stale shard survives. */
-hylo_status hylo_output_prepare(const char *out, hylo_error *err);
-/* Writes the weights (each tensor from `fill`, in table order; see hylo_checkpoint_write),
- * then config.json and hybrid_config.json, each file atomically. */
-hylo_status hylo_output_write(const char *out, const hylo_config *cfg,
-                              const hylo_hybrid_config *hybrid, const hylo_param *params,
-                              size_t count, hylo_tensor_fill_fn fill, void *user,
-                              uint64_t max_shard_bytes, hylo_error *err);
+/* ---- output values (output.c; output directories: model/checkpoint_dir.h) ------------------ */
 
 /* dst <- f [n] in `dtype`; HYLO_ERR_RANGE names tensor `name` when a value would overflow. */
 hylo_status hylo_output_narrow(hylo_dtype dtype, const float *f, void *dst, size_t n,
