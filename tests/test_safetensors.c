@@ -661,15 +661,17 @@ START_TEST(checkpoint_errors)
     free(dir);
 
     dir = make_sharded_dir(a, b, "{\"weight_map\":{\"t.a\":3}}");
-    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "'t.a'", "not a string");
+    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "field 'weight_map.t.a'",
+                              "expected a shard file name (a string), got the number 3");
     free(dir);
 
     dir = make_sharded_dir(a, b, "{\"metadata\":{}}");
-    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "\"weight_map\" is missing", NULL);
+    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "field 'weight_map' is missing", NULL);
     free(dir);
 
     dir = make_sharded_dir(a, b, "{\"weight_map\":");
-    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "model.safetensors.index.json", "not valid JSON");
+    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "model.safetensors.index.json",
+                              "invalid JSON at byte");
     free(dir);
 
     /* A broken shard's own message comes through, with the index that led to it. */
@@ -680,6 +682,94 @@ START_TEST(checkpoint_errors)
                               "index.json");
     free(bad);
     free(dir);
+}
+END_TEST
+
+/* The index is read like the config files: one JSON object and nothing after it, weight_map an
+ * object given once, every shard a plain file name in the checkpoint's own directory. */
+START_TEST(index_is_read_strictly)
+{
+    const char *a[] = {"t.a", "t.b", NULL};
+    const char *b[] = {"t.c", NULL};
+    const char *const good = "{\"metadata\":{\"total_size\":24},\"weight_map\":{"
+                             "\"t.a\":\"s1.safetensors\",\"t.b\":\"s1.safetensors\","
+                             "\"t.c\":\"s2.safetensors\"}}";
+    char json[512];
+    char *dir;
+    hylo_checkpoint *ck;
+    hylo_error err;
+
+    /* The well-formed index, with trailing white space, opens: each refusal below is the
+     * change it makes. */
+    snprintf(json, sizeof json, "%s \n\t\r\n", good);
+    dir = make_sharded_dir(a, b, json);
+    ck_assert_ok(hylo_checkpoint_open(dir, &ck, &err), &err);
+    ck_assert_uint_eq(hylo_checkpoint_count(ck), 3);
+    hylo_checkpoint_close(ck);
+    free(dir);
+
+    const struct { const char *suffix, *want; } trailing[] = {
+        {" x", "unexpected data after the JSON value at byte"},
+        {"{}", "unexpected data after the JSON value at byte"},
+        {"\n,", "(line 2)"},
+    };
+    for (size_t i = 0; i < sizeof trailing / sizeof trailing[0]; i++) {
+        snprintf(json, sizeof json, "%s%s", good, trailing[i].suffix);
+        dir = make_sharded_dir(a, b, json);
+        expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "model.safetensors.index.json: ",
+                                  trailing[i].want);
+        free(dir);
+    }
+    /* A NUL byte after the object is not white space either. */
+    dir = make_sharded_dir(a, b, good);
+    char *ip = hylo_test_join(dir, "model.safetensors.index.json");
+    size_t len;
+    unsigned char *bytes = hylo_test_read_file(ip, &len);
+    unsigned char *padded = calloc(len + 2, 1);
+    memcpy(padded, bytes, len);
+    padded[len] = '\n';
+    hylo_test_write_file(ip, padded, len + 2);
+    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "after the JSON value", NULL);
+    free(padded);
+    free(bytes);
+    free(ip);
+    free(dir);
+
+    const struct { const char *json, *want1, *want2; } bad[] = {
+        {"[]", "expected a JSON object", "weight_map"},
+        {"{\"weight_map\":[\"s1.safetensors\"]}", "field 'weight_map': expected an object",
+         "got an array"},
+        {"{\"weight_map\":\"s1.safetensors\"}", "field 'weight_map': expected an object",
+         "got the string"},
+        {"{\"weight_map\":null}", "field 'weight_map': expected an object", "got null"},
+        {"{\"weight_map\":{\"t.c\":\"s2.safetensors\"},\"weight_map\":{}}",
+         "field 'weight_map' appears twice", NULL},
+        {"{\"weight_map\":{\"t.c\":[\"s2.safetensors\"]}}", "field 'weight_map.t.c'",
+         "got an array"},
+        {"{\"weight_map\":{\"t.a\":\"sub/s1.safetensors\"}}", "'sub/s1.safetensors'",
+         "is not a plain file name"},
+        {"{\"weight_map\":{\"t.a\":\"/tmp/s1.safetensors\"}}", "'/tmp/s1.safetensors'",
+         "is not a plain file name"},
+        {"{\"weight_map\":{\"t.a\":\"..\"}}", "shard '..'", "is not a file name"},
+        {"{\"weight_map\":{\"t.a\":\".\"}}", "shard '.'", "is not a file name"},
+        {"{\"weight_map\":{\"t.a\":\"\"}}", "field 'weight_map.t.a'", "is empty"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dir = make_sharded_dir(a, b, bad[i].json);
+        expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, bad[i].want1, bad[i].want2);
+        expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "model.safetensors.index.json: ", NULL);
+        free(dir);
+    }
+
+    /* "../" escapes are refused even where the file they name exists and is a fine shard. */
+    char *outside = make_sharded_dir(a, b, good);
+    snprintf(json, sizeof json, "{\"weight_map\":{\"t.a\":\"../%s/s1.safetensors\","
+             "\"t.b\":\"../%s/s1.safetensors\",\"t.c\":\"s2.safetensors\"}}", outside, outside);
+    dir = make_sharded_dir(NULL, b, json);
+    expect_checkpoint_failure(dir, HYLO_ERR_FORMAT, "field 'weight_map.t.a'",
+                              "is not a plain file name");
+    free(dir);
+    free(outside);
 }
 END_TEST
 
@@ -755,6 +845,7 @@ static Suite *make_suite(void)
     tcase_add_test(ck, failed_fill_leaves_directory_untouched);
     tcase_add_test(ck, sharded_write_refuses_shadowing_single_file);
     tcase_add_test(ck, checkpoint_errors);
+    tcase_add_test(ck, index_is_read_strictly);
     suite_add_tcase(s, ck);
     TCase *pg = tcase_create("progress");
     tcase_add_test(pg, progress_plain_lines);

@@ -81,26 +81,27 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static hylo_status collect_entries(index_info *ix, const cJSON *map, hylo_error *err)
+/* Each member of weight_map: a fit tensor name -> a plain shard file name. `r` reads the
+ * weight_map object, so that messages name the field "weight_map.<tensor>". */
+static hylo_status collect_entries(index_info *ix, const hylo_json_reader *r, hylo_error *err)
 {
     size_t n = 0;
-    for (const cJSON *e = map->child; e; e = e->next) n++;
+    for (const cJSON *e = r->obj->child; e; e = e->next) n++;
     ix->entries = malloc((n ? n : 1) * sizeof *ix->entries);
     if (!ix->entries) return hylo_error_set(err, HYLO_ERR_NOMEM, "%s: out of memory", ix->path);
     char q[80];
-    for (const cJSON *e = map->child; e; e = e->next) {
+    for (const cJSON *e = r->obj->child; e; e = e->next) {
         const char *problem = hylo_st_name_problem(e->string);
         if (problem)
             return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: weight_map tensor name '%s' %s",
                                   ix->path, hylo_st_quote(q, sizeof q, e->string), problem);
-        if (!cJSON_IsString(e))
-            return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: weight_map entry for tensor '%s' is "
-                                  "not a string (expected a shard file name)", ix->path, e->string);
+        if (!cJSON_IsString(e) || !e->valuestring)
+            return hylo_json_type_error(r, e->string, "a shard file name (a string)", e);
         problem = shard_name_problem(e->valuestring);
         if (problem)
-            return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: weight_map entry for tensor '%s': "
-                                  "shard '%s' %s", ix->path, e->string,
-                                  hylo_st_quote(q, sizeof q, e->valuestring), problem);
+            return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: field 'weight_map.%s': shard '%s' %s",
+                                  ix->path, e->string, hylo_st_quote(q, sizeof q, e->valuestring),
+                                  problem);
         ix->entries[ix->nentries++] = (map_entry){e->string, e->valuestring, 0};
     }
     qsort(ix->entries, n, sizeof *ix->entries, compare_entries);
@@ -131,25 +132,39 @@ static hylo_status collect_shards(index_info *ix, hylo_error *err)
     return HYLO_OK;
 }
 
+/* The index through the shared JSON readers: exactly one JSON object filling the file, and
+ * "weight_map" an object, given once. Other members ("metadata") are not read. */
+static hylo_status read_index(index_info *ix, const char *text, size_t len, hylo_error *err)
+{
+    hylo_status st = hylo_json_parse_object(text, len, ix->path,
+                                            "a \"weight_map\" of tensor name -> shard file",
+                                            &ix->root, err);
+    if (st != HYLO_OK) return st;
+    const hylo_json_reader top = {ix->root, "", ix->path, err};
+    const cJSON *map = NULL;
+    st = hylo_json_lookup(&top, "weight_map", &map);
+    if (st != HYLO_OK) return st;
+    if (!map)
+        return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: field 'weight_map' is missing (expected "
+                              "an object of tensor name -> shard file)", ix->path);
+    if (!cJSON_IsObject(map))
+        return hylo_json_type_error(&top, "weight_map", "an object of tensor name -> shard file",
+                                    map);
+    const hylo_json_reader entries = {map, "weight_map.", ix->path, err};
+    st = collect_entries(ix, &entries, err);
+    if (st == HYLO_OK) st = collect_shards(ix, err);
+    return st;
+}
+
+/* Every fault of an index is a fault of the checkpoint's format (HYLO_ERR_FORMAT), also where
+ * the JSON readers, written for configuration files, report HYLO_ERR_CONFIG. */
 static hylo_status parse_index(index_info *ix, const char *text, size_t len, hylo_error *err)
 {
-    ix->root = cJSON_ParseWithLength(text, len);
-    if (!ix->root)
-        return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: not valid JSON", ix->path);
-    if (!cJSON_IsObject(ix->root))
-        return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: expected a JSON object", ix->path);
-    const cJSON *map = NULL;
-    for (const cJSON *e = ix->root->child; e; e = e->next) {
-        if (strcmp(e->string, "weight_map") != 0) continue;
-        if (map) return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: \"weight_map\" appears twice",
-                                       ix->path);
-        map = e;
+    hylo_status st = read_index(ix, text, len, err);
+    if (st == HYLO_ERR_CONFIG) {
+        if (err) err->status = HYLO_ERR_FORMAT;
+        st = HYLO_ERR_FORMAT;
     }
-    if (!cJSON_IsObject(map))
-        return hylo_error_set(err, HYLO_ERR_FORMAT, "%s: \"weight_map\" is %s, expected an object "
-                              "of tensor name -> shard file", ix->path, map ? "not an object" : "missing");
-    hylo_status st = collect_entries(ix, map, err);
-    if (st == HYLO_OK) st = collect_shards(ix, err);
     return st;
 }
 
