@@ -3,6 +3,7 @@
  *
  *   hylo-hip-bench [--contexts 1024,8192,32768] [--steps N] [--weights f32|bf16]
  *                  [--long N] MODEL_DIR...
+ *   hylo-hip-bench --kd [N,N,...]      (the fused KD/CE loss alone; see bench_kd)
  *
  * Per model and context L: time to first token (a prefill of L random tokens, logits of the
  * last row, timed to the logits on the host) and the median time per output token of --steps
@@ -20,6 +21,7 @@
 
 #include "core/rng.h"
 #include "layers/hip_layers.h"
+#include "losses/hip_losses.h"
 
 #define MAX_CONTEXTS 8
 #define MAX_STEPS 64
@@ -277,8 +279,106 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
     return rc;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The fused distillation loss                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* hylo-hip-bench --kd [N,N,...] (default 4096,8192): hylo_hip_kd_loss_logit_free in a bf16
+ * context at V = 128256, D_S = D_T = 2048 (Llama-3 vocabulary, 1B hidden size): hidden states
+ * N(0, 1/D), one random N(0, 1) head given as a bf16 copy to both sides, KL + CE (weights 1 and
+ * 0.5, random labels), both gradients, all N rows in one chunk, tiles of 8192 entries; the
+ * median of 5 calls after a warm-up, timed to the values on the host. Counted: 2 N V D per GEMM
+ * for the four the loss needs (both models' logits, dL/dh_S, dL/dW_S); pass 2 recomputes both
+ * logit tiles, so six run, and the executed rate (1.5 x) is set against the GEMM ceiling. */
+static int bench_kd(int argc, char **argv)
+{
+    int64_t rows[MAX_CONTEXTS] = {4096, 8192};
+    int n_rows = 2;
+    if (argc > 1) {
+        fprintf(stderr, "usage: hylo-hip-bench --kd [N,N,...]\n");
+        return 2;
+    }
+    if (argc == 1) {
+        n_rows = 0;
+        for (char *p = argv[0]; *p && n_rows < MAX_CONTEXTS; p += *p == ',')
+            if ((rows[n_rows++] = strtoll(p, &p, 10)) < 1 || (*p && *p != ',')) {
+                fprintf(stderr, "hylo-hip-bench: --kd takes row counts N,N,...\n");
+                return 2;
+            }
+    }
+    const int64_t V = 128256, D = 2048, tile = 8192;
+    hylo_error err = {0};
+    hylo_hip_ctx *ctx = NULL;
+    if (hylo_hip_context_new(NULL, true, &ctx, &err) != HYLO_OK) return die("context", &err);
+    const double ceiling = gemm_rate(ctx, &err);
+    float *head = random_device(ctx, V * D, &err);
+    uint16_t *head16 = head ? hylo_hip_alloc(ctx, (size_t)(V * D) * sizeof(uint16_t)) : NULL;
+    if (head16) hylo_hip_to_bf16(ctx, head, head16, V * D);
+    hylo_hip_release(ctx, head);
+    float *dW = head16 ? hylo_hip_alloc(ctx, (size_t)(V * D) * sizeof(float)) : NULL;
+    if (hylo_hip_finish(ctx, &err) != HYLO_OK || !dW) {
+        hylo_hip_release(ctx, head16);
+        hylo_hip_context_free(ctx);
+        return die("the LM heads of the loss", &err);
+    }
+    printf("fused KD/CE loss: V %lld, D_S = D_T %lld, bf16, KL + CE, tile %lld, both gradients; "
+           "bf16 GEMM ceiling %.0f TFLOP/s\n",
+           (long long)V, (long long)D, (long long)tile, ceiling);
+    printf("%8s %10s %22s %22s\n", "N", "ms", "TFLOP/s (4 GEMMs)", "executed (6), % ceil");
+    int rc = 0;
+    hylo_rng rng;
+    hylo_rng_seed(&rng, 3, 4);
+    for (int i = 0; i < n_rows; i++) {
+        const int64_t N = rows[i];
+        float *host = malloc((size_t)(2 * N * D) * sizeof(float));
+        int32_t *labels = malloc((size_t)N * sizeof(int32_t));
+        float *h = host && labels ? hylo_hip_alloc(ctx, (size_t)(2 * N * D) * sizeof(float)) : NULL;
+        float *dh = h ? hylo_hip_alloc(ctx, (size_t)(N * D) * sizeof(float)) : NULL;
+        double t[6] = {0};
+        hylo_status st = dh ? HYLO_OK : HYLO_ERR_NOMEM;
+        if (st == HYLO_OK) {
+            for (int64_t j = 0; j < 2 * N * D; j++)
+                host[j] = (float)(hylo_rng_normal(&rng) / sqrt((double)D));
+            for (int64_t r = 0; r < N; r++) labels[r] = (int32_t)((r * 2654435761u) % (uint64_t)V);
+            st = hylo_hip_copy(ctx, h, host, (size_t)(2 * N * D) * sizeof(float),
+                               HYLO_COPY_TO_DEVICE, &err);
+        }
+        hylo_kd_options opt = hylo_kd_options_default();
+        opt.ce_weight = 0.5;
+        const hylo_hip_kd_side S = {h, NULL, head16, D}, T = {h + N * D, NULL, head16, D};
+        hylo_kd_result res;
+        for (int rep = 0; rep < 6 && st == HYLO_OK; rep++) {
+            const double t0 = now();
+            st = hylo_hip_kd_loss_logit_free(ctx, &S, &T, labels, N, V, N, tile, &opt, &res, dh,
+                                             dW, &err);
+            t[rep] = now() - t0;
+        }
+        if (st != HYLO_OK) {
+            hylo_hip_finish(ctx, &err);
+            printf("%8lld  does not fit / fails: %s\n", (long long)N, err.message);
+        } else {
+            qsort(t + 1, 5, sizeof t[0], compare_doubles);
+            const double flops = 4.0 * 2.0 * (double)N * (double)V * (double)D;
+            printf("%8lld %10.2f %22.0f %15.0f %5.0f%%   (kl %.4f, ce %.4f)\n", (long long)N,
+                   1e3 * t[3], flops / t[3] / 1e12, 1.5 * flops / t[3] / 1e12,
+                   100.0 * 1.5 * flops / t[3] / 1e12 / ceiling, res.kl, res.ce);
+        }
+        hylo_hip_release(ctx, h);
+        hylo_hip_release(ctx, dh);
+        hylo_hip_finish(ctx, NULL);
+        free(host);
+        free(labels);
+        rc |= st != HYLO_OK;
+    }
+    hylo_hip_release(ctx, head16);
+    hylo_hip_release(ctx, dW);
+    hylo_hip_context_free(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "--kd") == 0) return bench_kd(argc - 2, argv + 2);
     int64_t contexts[MAX_CONTEXTS] = {1024, 8192, 32768}, long_ctx = 0;
     int n_contexts = 3, first = argc;
     setup u = {0.0, 0.0, 16, true};

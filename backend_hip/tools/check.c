@@ -24,6 +24,7 @@
 #include "core/rng.h"
 #include "layers/hip_layers.h"
 #include "layers/layers.h"
+#include "losses/hip_losses.h"
 
 #define LIMIT_F32 1e-9
 #define LIMIT_BF16_OP 1e-4
@@ -587,6 +588,123 @@ static void check_gdn(uint64_t seed, const char *name, hylo_gdn_dims d, int64_t 
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Distillation loss: KD + CE fused over the vocabulary (losses/kd.hip)                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One case: sizes, rows per chunk and vocabulary tile, options; hidden states N(0, h_scale^2),
+ * heads N(0, 1/D); labels uniform in [0, V), each -100 with probability `ignore` (no labels
+ * when ignore < 0); grads: 2 both gradients, 1 dL/dh_S only, 0 the values only. */
+typedef struct {
+    const char *name;
+    int64_t N, V, Ds, Dt, chunk, tile, batch;
+    hylo_kl_reduction reduction;
+    double tau, kl_weight, ce_weight, h_scale, ignore;
+    int grads;
+} kd_case;
+
+/* |got - want| / |want|; +Inf when got is not finite and want is (0 when they are equal). */
+static double kd_rel(double got, double want)
+{
+    if (got == want) return 0.0;
+    if (!isfinite(got)) return INFINITY;
+    return want != 0.0 ? fabs(got - want) / fabs(want) : fabs(got - want);
+}
+
+/* hylo_hip_kd_loss_logit_free against hylo_kd_loss_logit_free on the same operands: in a bf16
+ * context the hidden states and heads are rounded to bf16 on the host first, so that both
+ * multiply the same values (the head's bf16 copy made by the op, or given when head_bf16).
+ * Limits. Values (the largest relative error of loss, kl and ce; the target counts must match):
+ * fp32 1e-6: the logits are fp32 sums of D products (~1e-7 relative to ref's double sums) and
+ * the row statistics fp32 (a CPU emulation of the kernels measured <= 1.4e-7); bf16 1e-5 (the
+ * same operands, accumulated by the tensor cores). Gradients dL/dh_S and dL/dW_S by NMSE: fp32
+ * LIMIT_F32 (emulated ~1e-12); bf16 LIMIT_BF16_OP: G = dL/dZ_S is rounded to bf16 for the two
+ * gradient GEMMs, 2^-9 relative per entry (emulated ~3e-6). */
+static void check_kd(uint64_t seed, const kd_case *k, bool bf16, bool head_bf16)
+{
+    const int64_t N = k->N, V = k->V, Ds = k->Ds, Dt = k->Dt;
+    char variant[64];
+    snprintf(variant, sizeof variant, "%s%s", k->name, head_bf16 ? ", W bf16" : "");
+    tcase c;
+    start(&c, seed, k->name, bf16);
+    float *x[4] = {rnd(&c, N * Ds, k->h_scale), rnd(&c, V * Ds, 1.0 / sqrt((double)Ds)),
+                   rnd(&c, N * Dt, k->h_scale), rnd(&c, V * Dt, 1.0 / sqrt((double)Dt))};
+    const int64_t len[4] = {N * Ds, V * Ds, N * Dt, V * Dt};
+    for (int a = 0; bf16 && a < 4; a++)
+        for (int64_t i = 0; i < len[a]; i++) x[a][i] = hylo_bf16_to_f32(hylo_f32_to_bf16(x[a][i]));
+    int32_t *labels = NULL;
+    if (k->ignore >= 0) {
+        labels = host_alloc(&c, (size_t)N * sizeof(int32_t));
+        for (int64_t r = 0; r < N; r++) {
+            const int64_t y = (int64_t)(hylo_rng_uniform(&c.rng) * (double)V);
+            labels[r] = hylo_rng_uniform(&c.rng) < k->ignore ? -100 : (int32_t)(y < V ? y : V - 1);
+        }
+    }
+    hylo_kd_options opt = hylo_kd_options_default();
+    opt.batch = k->batch;
+    opt.reduction = k->reduction;
+    opt.temperature = k->tau;
+    opt.kl_weight = k->kl_weight;
+    opt.ce_weight = k->ce_weight;
+    const hylo_kd_side S = {x[0], x[1], Ds}, T = {x[2], x[3], Dt};
+    float *dh_want = k->grads >= 1 ? host_alloc(&c, (size_t)(N * Ds) * sizeof(float)) : NULL;
+    float *dw_want = k->grads >= 2 ? host_alloc(&c, (size_t)(V * Ds) * sizeof(float)) : NULL;
+    hylo_kd_result want;
+    if (hylo_kd_loss_logit_free(&S, &T, labels, N, V, k->chunk, k->tile, &opt, &want, dh_want,
+                                dw_want, &c.err) != HYLO_OK) {
+        failed("kd", variant, c.err.message);
+        close_case(&c);
+        return;
+    }
+    if (!open_case(&c, "kd", variant)) {
+        close_case(&c);
+        return;
+    }
+    hylo_hip_kd_side dS = {dev_of(&c, x[0], len[0]), dev_of(&c, x[1], len[1]), NULL, Ds};
+    hylo_hip_kd_side dT = {dev_of(&c, x[2], len[2]), dev_of(&c, x[3], len[3]), NULL, Dt};
+    if (head_bf16) {
+        uint16_t *ws = (uint16_t *)dev_alloc(&c, len[1]), *wt = (uint16_t *)dev_alloc(&c, len[3]);
+        hylo_hip_to_bf16(c.ctx, dS.lm_head, ws, len[1]);
+        hylo_hip_to_bf16(c.ctx, dT.lm_head, wt, len[3]);
+        dS = (hylo_hip_kd_side){dS.hidden, NULL, ws, Ds};
+        dT = (hylo_hip_kd_side){dT.hidden, NULL, wt, Dt};
+    }
+    float *dh = dh_want ? dev_nan(&c, N * Ds) : NULL, *dw = dw_want ? dev_nan(&c, V * Ds) : NULL;
+    hylo_kd_result got = {NAN, NAN, NAN, -1};
+    if (hylo_hip_kd_loss_logit_free(c.ctx, &dS, &dT, labels, N, V, k->chunk, k->tile, &opt, &got,
+                                    dh, dw, &c.err) != HYLO_OK) {
+        failed("kd", variant, c.err.message);
+        close_case(&c);
+        return;
+    }
+    const double rel = fmax(fmax(kd_rel(got.loss, want.loss), kd_rel(got.kl, want.kl)),
+                            got.targets == want.targets ? kd_rel(got.ce, want.ce) : INFINITY);
+    record("kd values", variant, dtype_of(&c), rel, fabs(got.loss - want.loss), bf16 ? 1e-5 : 1e-6);
+    const double limit = bf16 ? LIMIT_BF16_OP : LIMIT_F32;
+    if (dh)
+        compare("kd dL/dh_S", variant, dtype_of(&c), host_of(&c, dh, N * Ds), dh_want, N * Ds, limit);
+    if (dw)
+        compare("kd dL/dW_S", variant, dtype_of(&c), host_of(&c, dw, V * Ds), dw_want, V * Ds, limit);
+    close_case(&c);
+}
+
+/* V prime and not a multiple of the tile, N prime or odd multiples of B, tau != 1, ignored
+ * labels, D_S != D_T, several chunks of rows, each gradient subset; fp32 and bf16 (heads
+ * rounded by the op, or given as bf16 copies on alternate cases). */
+static void check_kd_losses(uint64_t seed)
+{
+    const kd_case cases[] = {
+        {"N37 V1009 t256 c16 KL", 37, 1009, 64, 64, 16, 256, 1, HYLO_KL_BATCHMEAN, 1.0, 1.0, 0.0, 1.0, -1.0, 2},
+        {"N39 V1031 D48/80 tau2 CE tokmean", 39, 1031, 48, 80, 39, 128, 3, HYLO_KL_TOKEN_MEAN, 2.0, 1.0, 0.5, 1.0, 0.25, 2},
+        {"N51 V2003 D96/64 tau.5 c20 CE", 51, 2003, 96, 64, 20, 512, 3, HYLO_KL_BATCHMEAN, 0.5, 0.7, 0.3, 2.0, 0.1, 2},
+        {"N64 V32003 D256/384 t4096 CE", 64, 32003, 256, 384, 64, 4096, 2, HYLO_KL_BATCHMEAN, 1.0, 1.0, 0.1, 1.0, 0.05, 2},
+        {"N13 V499 tau1.5 c5 dh only", 13, 499, 32, 40, 5, 100, 1, HYLO_KL_TOKEN_MEAN, 1.5, 1.0, 1.0, 1.0, 0.2, 1},
+        {"N13 V499 CE only, values", 13, 499, 32, 40, 13, 499, 1, HYLO_KL_BATCHMEAN, 1.0, 0.0, 1.0, 1.0, 0.2, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int bf16 = 0; bf16 < 2; bf16++) check_kd(seed, &cases[i], bf16, bf16 && i % 2 == 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Whole models                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -682,6 +800,7 @@ static void run_ops(uint64_t seed)
         check_gdn(seed, "Hk 2 Hv 4", small, 37, bf16);
         check_gdn(seed, "HyLo-1B sizes", hylo1b, 150, bf16);
     }
+    check_kd_losses(seed);
 }
 
 int main(int argc, char **argv)
