@@ -1,5 +1,5 @@
 /* kernels.hip: the elementwise work of the forward itself: residual adds, the embedding gather,
- * and strided row copies that the layers share. */
+ * strided row copies that the layers share, and the caches' stores and loads. */
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
@@ -45,20 +45,64 @@ void hylo_hip_embed(void *vctx, const float *table, const int32_t *tokens, int64
     hylo_hip_launched(ctx, "embed");
 }
 
-__global__ void copy_rows_kernel(float *dst, int64_t dst_stride, const float *src,
-                                 int64_t src_stride, int64_t rows, int64_t width)
+/* dst [rows, width] = src [rows, width], either side fp32 or bf16 (rounded on the way). */
+template <typename S, typename D>
+__global__ void copy_rows_kernel(D *dst, int64_t dst_stride, const S *src, int64_t src_stride,
+                                 int64_t rows, int64_t width)
 {
     for (int64_t i = hylo_first(); i < rows * width; i += hylo_stride()) {
         const int64_t r = i / width, c = i % width;
-        dst[r * dst_stride + c] = src[r * src_stride + c];
+        hylo_store(dst, r * dst_stride + c, hylo_load(src, r * src_stride + c));
     }
 }
 
-void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
-                        int64_t src_stride, int64_t rows, int64_t width)
+template <typename S, typename D>
+static void copy_rows(hylo_hip_ctx *ctx, D *dst, int64_t dst_stride, const S *src,
+                      int64_t src_stride, int64_t rows, int64_t width)
 {
     if (rows <= 0 || width <= 0 || !hylo_hip_ok(ctx)) return;
     copy_rows_kernel<<<hylo_hip_blocks(rows * width), HYLO_HIP_THREADS, 0,
                        hylo_hip_stream(ctx)>>>(dst, dst_stride, src, src_stride, rows, width);
     hylo_hip_launched(ctx, "copy rows");
+}
+
+void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
+                        int64_t src_stride, int64_t rows, int64_t width)
+{
+    copy_rows(ctx, dst, dst_stride, src, src_stride, rows, width);
+}
+
+/* The caches: bf16 in a bf16 context (the precision its projections already round their
+ * inputs to), else fp32. */
+size_t hylo_hip_cache_value_bytes(const void *ctx)
+{
+    return ((const hylo_hip_ctx *)ctx)->bf16 ? sizeof(uint16_t) : sizeof(float);
+}
+
+void *hylo_hip_cache_at(const hylo_hip_ctx *ctx, const void *cache, int64_t offset)
+{
+    return (char *)cache + offset * (int64_t)hylo_hip_cache_value_bytes(ctx);
+}
+
+void hylo_hip_cache_write_rows(hylo_hip_ctx *ctx, void *cache, int64_t cache_stride,
+                               const float *src, int64_t src_stride, int64_t rows, int64_t width)
+{
+    if (ctx->bf16) copy_rows(ctx, (uint16_t *)cache, cache_stride, src, src_stride, rows, width);
+    else copy_rows(ctx, (float *)cache, cache_stride, src, src_stride, rows, width);
+}
+
+void hylo_hip_cache_read_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride,
+                              const void *cache, int64_t cache_stride, int64_t rows,
+                              int64_t width)
+{
+    if (ctx->bf16)
+        copy_rows(ctx, dst, dst_stride, (const uint16_t *)cache, cache_stride, rows, width);
+    else
+        copy_rows(ctx, dst, dst_stride, (const float *)cache, cache_stride, rows, width);
+}
+
+void hylo_hip_cache_store(void *vctx, float *cache, int64_t offset, const float *src, int64_t n)
+{
+    hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
+    hylo_hip_cache_write_rows(ctx, hylo_hip_cache_at(ctx, cache, offset), n, src, n, 1, n);
 }

@@ -1,7 +1,8 @@
 /* attention.hip: causal attention over a cache (spec sec. 2 and 3), shared by the teacher's GQA
  * and both MLA forms. Prefill: tiles of queries against tiles of keys in shared memory with an
  * online softmax. Decode (one query): the positions split across blocks, each block's partial
- * softmax merged by a second kernel (flash decoding). fp32 throughout. */
+ * softmax merged by a second kernel (flash decoding). Keys and values are read in the caches'
+ * type (fp32, or bf16 in a bf16 context) and widened; fp32 arithmetic throughout. */
 #include <math.h>
 
 #include "core/device.h"
@@ -11,17 +12,20 @@
 #define TQ 32                   /* queries of a tiled block                        */
 #define TK 32                   /* keys of a tiled step                            */
 #define MAX_COLS 16             /* value columns a tiled thread holds: nv <= 128   */
-#define SPLIT_THREADS 256
-#define SPAN 128                /* positions of a decode block                     */
+#define SPLIT_THREADS 256       /* threads of a decode block                       */
+#define MAX_SPAN 256            /* positions of a decode block, at most            */
+#define MAX_GROUP 32            /* query heads per KV group a decode block serves  */
 #define SHARED_LIMIT (48 * 1024) /* shared memory of a block without opting in      */
-#define TILED_SHARED (64 * 1024) /* the tiled blocks opt in to this much (AMD's LDS) */
+#define TILED_SHARED (64 * 1024) /* blocks opt in to this much (AMD's LDS)          */
 #define COMBINE_COLS 32         /* output columns of a combining block             */
+#define PAD 8                   /* query rows of a decode block: multiples of 8    */
 
-/* Part X (ka, kb, v) of position j in group g. */
-__device__ inline const float *row_of(const float *base, int64_t row, int64_t head, int64_t j,
-                                      int64_t g)
+/* Part X (ka, kb, v) of position j in group g, in the caches' type C. */
+template <typename C>
+__device__ inline const C *row_of(const void *base, int64_t row, int64_t head, int64_t j,
+                                  int64_t g)
 {
-    return base + j * row + g * head;
+    return (const C *)base + j * row + g * head;
 }
 
 /* Block (query tile, head h): queries t0 .. t0 + TQ - 1 of head h, group g. For each key tile of
@@ -33,6 +37,7 @@ __device__ inline const float *row_of(const float *base, int64_t row, int64_t he
  * (c0 = 4 (t % 8)) and their outputs at columns t % 8 + 8 c, in registers, so that each value
  * read from shared memory feeds several multiply-adds. Shared: Q [TQ][nq + 1], K [TK][nq + 1]
  * (rows padded against bank conflicts), V [TK][nv], S [TQ][TK + 1], m, l, e^(m - m') [TQ]. */
+template <typename C>
 __global__ void __launch_bounds__(TILED_THREADS) attend_tiled(hylo_hip_attend_args a)
 {
     extern __shared__ float smem[];
@@ -61,13 +66,13 @@ __global__ void __launch_bounds__(TILED_THREADS) attend_tiled(hylo_hip_attend_ar
             const int64_t jj = e / nq, d = e % nq, j = k0 + jj;
             float v = 0.0f;
             if (j < a.len)
-                v = d < a.na ? row_of(a.ka, a.ka_row, a.ka_head, j, g)[d]
-                             : row_of(a.kb, a.kb_row, a.kb_head, j, g)[d - a.na];
+                v = d < a.na ? hylo_load(row_of<C>(a.ka, a.ka_row, a.ka_head, j, g), d)
+                             : hylo_load(row_of<C>(a.kb, a.kb_row, a.kb_head, j, g), d - a.na);
             Ks[jj * qs + d] = v;
         }
         for (int64_t e = threadIdx.x; e < TK * nv; e += blockDim.x) {
             const int64_t j = k0 + e / nv;
-            Vs[e] = j < a.len ? row_of(a.v, a.v_row, a.v_head, j, g)[e % nv] : 0.0f;
+            Vs[e] = j < a.len ? hylo_load(row_of<C>(a.v, a.v_row, a.v_head, j, g), e % nv) : 0.0f;
         }
         __syncthreads();
         float sc[2][4];
@@ -143,33 +148,64 @@ __global__ void __launch_bounds__(TILED_THREADS) attend_tiled(hylo_hip_attend_ar
     }
 }
 
+/* acc[hh] += Q_hh [q0 .. q0 + n) . k [n] for the group's heads hh < group: k read in 16-byte
+ * chunks when `vec` (n and k's address multiples of a chunk), else value by value. Q rows are
+ * padded with zeros to multiples of PAD, so a chunk never reads past a row's values. */
+template <typename C>
+__device__ inline void score_part(float (&acc)[MAX_GROUP], const float *Qs, int64_t qs,
+                                  int64_t q0, const C *k, int64_t n, int64_t group, bool vec)
+{
+    constexpr int per = 16 / sizeof(C); /* values of a 16-byte chunk: 4 fp32 or 8 bf16 */
+    for (int64_t d = 0; d < n; d += per) {
+        float kv[per];
+        if (vec) {
+            hylo_load16(k + d, kv);
+        } else {
+#pragma unroll
+            for (int u = 0; u < per; u++) kv[u] = d + u < n ? hylo_load(k, d + u) : 0.0f;
+        }
+#pragma unroll
+        for (int hh = 0; hh < MAX_GROUP; hh++) {
+            if (hh >= group) break;
+            const float *qh = Qs + hh * qs + q0 + d;
+#pragma unroll
+            for (int u = 0; u < per; u++) acc[hh] += qh[u] * kv[u];
+        }
+    }
+}
+
 /* Block (split s, group g), one query: the group's heads over positions
- * j0 = s SPAN .. j0 + n - 1. Per head: scores P = scale q.k_j, m = max P, P <- e^(P - m),
- * l = sum P, o = sum_j P_j v_j; partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2].
- * Shared: Q [group][nq + 1] and P [group][SPAN + 1], rows padded so that threads reading
- * different heads at the same offset hit different banks. */
+ * j0 = s span .. j0 + n - 1. Thread jj scores position j0 + jj against every head of the
+ * group (the key row read once, in 16-byte chunks); then per head m = max P, P <- e^(P - m),
+ * l = sum P, and thread (hh, d) sums o_d = sum_j P_j v_j[d] (adjacent threads, adjacent
+ * values). Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [group][qs]
+ * (qs = na + nb rounded up to PAD, zero-padded) and P [group][span + 1]. */
+template <typename C>
 __global__ void __launch_bounds__(SPLIT_THREADS)
-    attend_split(hylo_hip_attend_args a, float *part_o, float *part_ml)
+    attend_split(hylo_hip_attend_args a, int64_t span, bool vec, float *part_o, float *part_ml)
 {
     extern __shared__ float smem[];
     const int64_t group = a.H / a.Hkv, g = blockIdx.y, s = blockIdx.x, nq = a.na + a.nb;
-    const int64_t j0 = s * SPAN, n = a.len - j0 < SPAN ? a.len - j0 : SPAN;
-    const int64_t qs = nq + 1, ps = SPAN + 1; /* padded row strides */
+    const int64_t j0 = s * span, n = a.len - j0 < span ? a.len - j0 : span;
+    const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, ps = span + 1;
     float *Qs = smem, *P = Qs + group * qs;
-    for (int64_t e = threadIdx.x; e < group * nq; e += blockDim.x)
-        Qs[(e / nq) * qs + e % nq] = a.q[g * group * nq + e];
+    for (int64_t e = threadIdx.x; e < group * qs; e += blockDim.x) {
+        const int64_t hh = e / qs, d = e % qs;
+        Qs[e] = d < nq ? a.q[(g * group + hh) * nq + d] : 0.0f;
+    }
     __syncthreads();
-    for (int64_t e = threadIdx.x; e < n * group; e += blockDim.x) {
-        const int64_t jj = e / group, hh = e % group, j = j0 + jj;
-        const float *qa = Qs + hh * qs, *qb = qa + a.na;
-        const float *ka = row_of(a.ka, a.ka_row, a.ka_head, j, g);
-        float dot = 0.0f;
-        for (int64_t d = 0; d < a.na; d++) dot += qa[d] * ka[d];
-        if (a.nb > 0) {
-            const float *kb = row_of(a.kb, a.kb_row, a.kb_head, j, g);
-            for (int64_t d = 0; d < a.nb; d++) dot += qb[d] * kb[d];
-        }
-        P[hh * ps + jj] = dot * (float)a.scale;
+    for (int64_t jj = threadIdx.x; jj < n; jj += blockDim.x) {
+        float acc[MAX_GROUP];
+#pragma unroll
+        for (int hh = 0; hh < MAX_GROUP; hh++) acc[hh] = 0.0f;
+        score_part(acc, Qs, qs, 0, row_of<C>(a.ka, a.ka_row, a.ka_head, j0 + jj, g), a.na,
+                   group, vec);
+        if (a.nb > 0)
+            score_part(acc, Qs, qs, a.na, row_of<C>(a.kb, a.kb_row, a.kb_head, j0 + jj, g),
+                       a.nb, group, vec);
+#pragma unroll
+        for (int hh = 0; hh < MAX_GROUP; hh++)
+            if (hh < group) P[hh * ps + jj] = acc[hh] * (float)a.scale;
     }
     __syncthreads();
     for (int64_t hh = threadIdx.x; hh < group; hh += blockDim.x) {
@@ -185,12 +221,12 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
         ml[1] = sum;
     }
     __syncthreads();
+    const C *v0 = row_of<C>(a.v, a.v_row, a.v_head, j0, g);
     for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
         const int64_t hh = e / a.nv, d = e % a.nv;
         const float *Ph = P + hh * ps;
         float acc = 0.0f;
-        for (int64_t jj = 0; jj < n; jj++)
-            acc += Ph[jj] * row_of(a.v, a.v_row, a.v_head, j0 + jj, g)[d];
+        for (int64_t jj = 0; jj < n; jj++) acc += Ph[jj] * hylo_load(v0, jj * a.v_row + d);
         part_o[(s * a.H + g * group + hh) * a.nv + d] = acc;
     }
 }
@@ -244,42 +280,67 @@ static size_t tiled_bytes(const hylo_hip_attend_args *a)
     return (size_t)(TQ * qs + TK * qs + TK * a->nv + TQ * (TK + 1) + 3 * TQ) * sizeof(float);
 }
 
-void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
+/* Lets `kernel` use `shared` bytes (beyond SHARED_LIMIT it must opt in). */
+static bool allow_shared(hylo_hip_ctx *ctx, const void *kernel, size_t shared)
 {
-    if (a->T <= 0 || !hylo_hip_ok(ctx)) return;
-    const hipStream_t stream = hylo_hip_stream(ctx);
-    const int64_t nq = a->na + a->nb;
-    if (a->T > 1) {
-        const size_t shared = tiled_bytes(a);
-        if (shared > TILED_SHARED || a->nv > 8 * MAX_COLS) {
-            hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: attention heads of %lld + %lld dims "
-                          "do not fit a tile", (long long)nq, (long long)a->nv);
-            return;
-        }
-        if (shared > SHARED_LIMIT &&
-            !hylo_hip_check(ctx, hipFuncSetAttribute((const void *)attend_tiled,
-                                                     hipFuncAttributeMaxDynamicSharedMemorySize,
-                                                     (int)shared),
-                            "attention shared memory"))
-            return;
-        const dim3 grid((unsigned)((a->T + TQ - 1) / TQ), (unsigned)a->H);
-        attend_tiled<<<grid, TILED_THREADS, shared, stream>>>(*a);
-        hylo_hip_launched(ctx, "attention (tiled)");
+    return shared <= SHARED_LIMIT ||
+           hylo_hip_check(ctx, hipFuncSetAttribute(kernel,
+                                                   hipFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)shared),
+                          "attention shared memory");
+}
+
+template <typename C>
+static void attend_prefill(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
+{
+    const size_t shared = tiled_bytes(a);
+    if (shared > TILED_SHARED || a->nv > 8 * MAX_COLS) {
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: attention heads of %lld + %lld dims "
+                      "do not fit a tile", (long long)(a->na + a->nb), (long long)a->nv);
         return;
     }
-    const int64_t group = a->H / a->Hkv, nsplit = (a->len + SPAN - 1) / SPAN;
-    const size_t shared = (size_t)(group * (nq + 1) + group * (SPAN + 1)) * sizeof(float);
-    if (shared > SHARED_LIMIT) {
+    if (!allow_shared(ctx, (const void *)attend_tiled<C>, shared)) return;
+    const dim3 grid((unsigned)((a->T + TQ - 1) / TQ), (unsigned)a->H);
+    attend_tiled<C><<<grid, TILED_THREADS, shared, hylo_hip_stream(ctx)>>>(*a);
+    hylo_hip_launched(ctx, "attention (tiled)");
+}
+
+/* Whether every key row of the parts starts on a 16-byte boundary and holds whole chunks. */
+static bool chunked_rows(const hylo_hip_attend_args *a, size_t value)
+{
+    const int64_t per = 16 / (int64_t)value;
+    const int64_t strides[] = {a->na, a->nb, a->ka_row, a->ka_head, a->kb_row, a->kb_head};
+    for (size_t i = 0; i < sizeof strides / sizeof strides[0]; i++)
+        if (strides[i] % per != 0) return false;
+    return (uintptr_t)a->ka % 16 == 0 && (a->nb == 0 || (uintptr_t)a->kb % 16 == 0);
+}
+
+template <typename C>
+static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
+{
+    const hipStream_t stream = hylo_hip_stream(ctx);
+    const int64_t group = a->H / a->Hkv, nq = a->na + a->nb;
+    const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD;
+    /* the longest span whose block fits the shared memory */
+    int64_t span = MAX_SPAN;
+    size_t shared = 0;
+    for (; span >= 32; span /= 2) {
+        shared = (size_t)(group * qs + group * (span + 1)) * sizeof(float);
+        if (shared <= TILED_SHARED) break;
+    }
+    if (group > MAX_GROUP || span < 32) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld heads of %lld dims per group do "
                       "not fit a decode block", (long long)group, (long long)nq);
         return;
     }
+    if (!allow_shared(ctx, (const void *)attend_split<C>, shared)) return;
+    const int64_t nsplit = (a->len + span - 1) / span;
     float *part = (float *)hylo_hip_workspace(
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));
     if (!part) return;
     float *part_ml = part + nsplit * a->H * a->nv;
-    attend_split<<<dim3((unsigned)nsplit, (unsigned)a->Hkv), SPLIT_THREADS, shared, stream>>>(
-        *a, part, part_ml);
+    attend_split<C><<<dim3((unsigned)nsplit, (unsigned)a->Hkv), SPLIT_THREADS, shared, stream>>>(
+        *a, span, chunked_rows(a, sizeof(C)), part, part_ml);
     if (!hylo_hip_launched(ctx, "attention (split)")) return;
     const dim3 columns((unsigned)((a->nv + COMBINE_COLS - 1) / COMBINE_COLS), (unsigned)a->H);
     attend_combine<<<columns, HYLO_HIP_THREADS, 0, stream>>>(part, part_ml, nsplit, a->H, a->nv,
@@ -287,15 +348,38 @@ void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
     hylo_hip_launched(ctx, "attention (combine)");
 }
 
-/* q [T, H, hd], k_cache, v_cache [len, Hkv, hd], out [T, H, hd]. */
+void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
+{
+    if (a->T <= 0 || !hylo_hip_ok(ctx)) return;
+    if (a->T > 1) {
+        if (a->bf16) attend_prefill<uint16_t>(ctx, a);
+        else attend_prefill<float>(ctx, a);
+    } else {
+        if (a->bf16) attend_decode<uint16_t>(ctx, a);
+        else attend_decode<float>(ctx, a);
+    }
+}
+
+/* q [T, H, hd], k_cache, v_cache [len, Hkv, hd] in the caches' type, out [T, H, hd]. */
 hylo_status hylo_hip_attention(void *vctx, const float *q, const float *k_cache,
                                const float *v_cache, float *out, int64_t T, int64_t len,
                                int64_t H, int64_t Hkv, int64_t hd, double scale, hylo_error *err)
 {
     hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
-    const hylo_hip_attend_args a = {q,  hd,      0,   hd,  k_cache, NULL, v_cache,
-                                    Hkv * hd, hd, 0, 0, Hkv * hd, hd, out, T, len, H, Hkv,
-                                    scale};
+    hylo_hip_attend_args a = {};
+    a.q = q;
+    a.na = a.nv = hd;
+    a.ka = k_cache;
+    a.v = v_cache;
+    a.bf16 = ctx->bf16;
+    a.ka_row = a.v_row = Hkv * hd;
+    a.ka_head = a.v_head = hd;
+    a.out = out;
+    a.T = T;
+    a.len = len;
+    a.H = H;
+    a.Hkv = Hkv;
+    a.scale = scale;
     hylo_hip_attend(ctx, &a);
     return hylo_hip_status(ctx, err);
 }

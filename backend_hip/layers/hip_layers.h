@@ -56,14 +56,33 @@ hylo_status hylo_hip_gdn_forward(void *ctx, const hylo_gdn_dims *d, const hylo_g
 void hylo_hip_add(void *ctx, float *x, const float *y, int64_t n);
 void hylo_hip_embed(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
                     float *x);
+/* core/kernels.hip: the caches' value type (2 bytes, bf16, in a bf16 context; else 4, fp32)
+ * and the ops table's append: cache [offset, offset + n) <- src [n] */
+size_t hylo_hip_cache_value_bytes(const void *ctx);
+void hylo_hip_cache_store(void *ctx, float *cache, int64_t offset, const float *src, int64_t n);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Launchers on device pointers                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
+/* linear.hip: one token through SwiGLU's gate and up, h [F] = silu(x Wg^T) * (x Wu^T); and
+ * y [T, out] = x W^T for x [T, in] in a cache (the caches' type). Weights: host pointers. */
+void hylo_hip_gated_gemv(hylo_hip_ctx *ctx, const float *x, const float *Wg, const float *Wu,
+                         float *h, int64_t D, int64_t F);
+void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, float *y, int64_t T,
+                           int64_t in, int64_t out);
 /* dst [rows, width] (row stride dst_stride) = src [rows, width] (row stride src_stride) */
 void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
                         int64_t src_stride, int64_t rows, int64_t width);
+/* Value `offset` of a cache (its address in the cache's type). */
+void *hylo_hip_cache_at(const hylo_hip_ctx *ctx, const void *cache, int64_t offset);
+/* cache rows [rows, width] (row stride cache_stride, the cache's type) <- src fp32 rows, and
+ * dst fp32 rows <- cache rows. */
+void hylo_hip_cache_write_rows(hylo_hip_ctx *ctx, void *cache, int64_t cache_stride,
+                               const float *src, int64_t src_stride, int64_t rows, int64_t width);
+void hylo_hip_cache_read_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride,
+                              const void *cache, int64_t cache_stride, int64_t rows,
+                              int64_t width);
 /* y [rows, n] = w * x / sqrt(mean(x^2) + eps), w device [n] (y may alias x) */
 void hylo_hip_rmsnorm_rows(hylo_hip_ctx *ctx, const float *x, const float *w, float *y,
                            int64_t rows, int64_t n, double eps);
@@ -97,12 +116,14 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
  * groups (query head h reads group h / (H / Hkv)):
  *   s_j = scale (q_a . ka(j, g) + q_b . kb(j, g)) ;  out[t, h] = sum_j softmax(s)_j v(j, g)
  * q [T, H, na + nb] (q_a first), out [T, H, nv]; part X of position j in group g at
- * X + j X_row + g X_head. T = 1 runs split over the positions (flash decoding), T > 1 tiled
- * with an online softmax. */
+ * X + j X_row + g X_head, values of one type for ka, kb and v: bf16 when `bf16` (a bf16
+ * context's caches), else fp32. T = 1 runs split over the positions (flash decoding), T > 1
+ * tiled with an online softmax. fp32 arithmetic throughout. */
 typedef struct {
     const float *q;
     int64_t na, nb, nv;
-    const float *ka, *kb, *v;
+    const void *ka, *kb, *v;
+    bool bf16;
     int64_t ka_row, ka_head, kb_row, kb_head, v_row, v_head;
     float *out;
     int64_t T, len, H, Hkv;

@@ -65,51 +65,73 @@ __device__ inline float chunk_dot(const uint4 &c, const float *x, const T *tag)
 /* Row `row` of y [out] = W [out, in] x [in], group of `lanes` threads: each accumulates every
  * lanes-th 16-byte chunk of the row, GEMV_UNROLL chunks loaded at a time so that enough bytes
  * are in flight (or every lanes-th element when the rows or x are not 16-byte aligned), then
- * the group's partial sums are added in shared memory. */
-template <typename T>
+ * the group's partial sums are added in shared memory. With NM = 2 matrices the block computes
+ * the same row of both, their loads interleaved, and writes the gated product
+ *   y = silu(W_0 x) * (W_1 x)                       (SwiGLU's gate and up projections). */
+template <typename T, int NM>
 __global__ void __launch_bounds__(HYLO_HIP_THREADS)
-    gemv_kernel(const T *W, const float *x, float *y, int64_t in, int64_t out, bool vectors)
+    gemv_kernel(const T *W0, const T *W1, const float *x, float *y, int64_t in, int64_t out,
+                bool vectors)
 {
-    __shared__ float red[HYLO_HIP_THREADS];
+    __shared__ float red[NM][HYLO_HIP_THREADS];
+    const T *const Ws[2] = {W0, W1};
     const int64_t lanes = blockDim.x / GEMV_ROWS, lane = threadIdx.x % lanes;
     const int64_t row = (int64_t)blockIdx.x * GEMV_ROWS + threadIdx.x / lanes;
-    float acc = 0.0f;
+    float acc[NM];
+#pragma unroll
+    for (int m = 0; m < NM; m++) acc[m] = 0.0f;
     if (row < out) {
-        const T *w = W + row * in;
         if (vectors) {
             constexpr int per = 16 / sizeof(T); /* elements per 16-byte chunk */
-            const uint4 *w16 = (const uint4 *)w;
             const int64_t n = in / per;
             int64_t i = lane;
             for (; i + (GEMV_UNROLL - 1) * lanes < n; i += GEMV_UNROLL * lanes) {
-                uint4 chunk[GEMV_UNROLL];
+                uint4 chunk[NM][GEMV_UNROLL];
 #pragma unroll
-                for (int u = 0; u < GEMV_UNROLL; u++) chunk[u] = w16[i + u * lanes];
+                for (int m = 0; m < NM; m++)
 #pragma unroll
-                for (int u = 0; u < GEMV_UNROLL; u++)
-                    acc += chunk_dot(chunk[u], x + (i + u * lanes) * per, W);
+                    for (int u = 0; u < GEMV_UNROLL; u++)
+                        chunk[m][u] = ((const uint4 *)(Ws[m] + row * in))[i + u * lanes];
+#pragma unroll
+                for (int m = 0; m < NM; m++)
+#pragma unroll
+                    for (int u = 0; u < GEMV_UNROLL; u++)
+                        acc[m] += chunk_dot(chunk[m][u], x + (i + u * lanes) * per, W0);
             }
-            for (; i < n; i += lanes) acc += chunk_dot(w16[i], x + i * per, W);
+            for (; i < n; i += lanes)
+#pragma unroll
+                for (int m = 0; m < NM; m++)
+                    acc[m] += chunk_dot(((const uint4 *)(Ws[m] + row * in))[i], x + i * per, W0);
         } else {
-            for (int64_t i = lane; i < in; i += lanes) acc += weight_at(w, i) * input_for(W, x[i]);
+            for (int64_t i = lane; i < in; i += lanes)
+#pragma unroll
+                for (int m = 0; m < NM; m++)
+                    acc[m] += weight_at(Ws[m] + row * in, i) * input_for(W0, x[i]);
         }
     }
-    red[threadIdx.x] = acc;
+#pragma unroll
+    for (int m = 0; m < NM; m++) red[m][threadIdx.x] = acc[m];
     __syncthreads();
     for (int64_t s = lanes / 2; s > 0; s >>= 1) {
-        if (lane < s) red[threadIdx.x] += red[threadIdx.x + s];
+        if (lane < s)
+#pragma unroll
+            for (int m = 0; m < NM; m++) red[m][threadIdx.x] += red[m][threadIdx.x + s];
         __syncthreads();
     }
-    if (lane == 0 && row < out) y[row] = red[threadIdx.x];
+    if (lane == 0 && row < out)
+        y[row] = NM == 1 ? red[0][threadIdx.x]
+                         : hylo_silu(red[0][threadIdx.x]) * red[NM - 1][threadIdx.x];
 }
 
-template <typename T>
-static void gemv(hylo_hip_ctx *ctx, const T *W, const float *x, float *y, int64_t in, int64_t out)
+/* y [out] = W x (NM = 1) or silu(W0 x) * (W1 x) (NM = 2), W [out, in]. */
+template <int NM, typename T>
+static void gemv(hylo_hip_ctx *ctx, const T *W0, const T *W1, const float *x, float *y,
+                 int64_t in, int64_t out)
 {
-    const bool vectors =
-        in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)W % 16 == 0 && (uintptr_t)x % 16 == 0;
-    gemv_kernel<T><<<(unsigned)((out + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
-                     hylo_hip_stream(ctx)>>>(W, x, y, in, out, vectors);
+    const bool vectors = in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)W0 % 16 == 0 &&
+                         (uintptr_t)W1 % 16 == 0 && (uintptr_t)x % 16 == 0;
+    gemv_kernel<T, NM><<<(unsigned)((out + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
+                         hylo_hip_stream(ctx)>>>(W0, W1, x, y, in, out, vectors);
     hylo_hip_launched(ctx, "gemv");
 }
 
@@ -129,8 +151,8 @@ void hylo_hip_linear(void *vctx, const float *x, const float *W, const float *b,
     const float *b_dev = b ? hylo_hip_find(ctx, b, "a bias") : NULL;
     if ((!W16 && !W32) || (b && !b_dev) || T <= 0 || !hylo_hip_ok(ctx)) return;
     if (T == 1) {
-        if (W16) gemv(ctx, W16, x, y, in, out);
-        else gemv(ctx, W32, x, y, in, out);
+        if (W16) gemv<1>(ctx, W16, W16, x, y, in, out);
+        else gemv<1>(ctx, W32, W32, x, y, in, out);
     } else if (W16) {
         uint16_t *x16 = (uint16_t *)hylo_hip_workspace(ctx, HYLO_HIP_GEMM,
                                                        (size_t)(T * in) * sizeof(uint16_t));
@@ -144,4 +166,37 @@ void hylo_hip_linear(void *vctx, const float *x, const float *W, const float *b,
     add_bias_kernel<<<hylo_hip_blocks(T * out), HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(
         y, b_dev, T, out);
     hylo_hip_launched(ctx, "bias");
+}
+
+/* One token: h [F] = silu(x Wg^T) * (x Wu^T), x [D], Wg and Wu [F, D] (host pointers of
+ * uploaded weights, bf16 copies in a bf16 context), both rows streamed by one kernel. */
+void hylo_hip_gated_gemv(hylo_hip_ctx *ctx, const float *x, const float *Wg, const float *Wu,
+                         float *h, int64_t D, int64_t F)
+{
+    const uint16_t *g16 = hylo_hip_find_bf16(ctx, Wg), *u16 = hylo_hip_find_bf16(ctx, Wu);
+    if (g16 && u16) {
+        if (hylo_hip_ok(ctx)) gemv<2>(ctx, g16, u16, x, h, D, F);
+        return;
+    }
+    const float *g32 = hylo_hip_find(ctx, Wg, "the MLP gate"), *u32 = hylo_hip_find(ctx, Wu, "the MLP up");
+    if (g32 && u32 && hylo_hip_ok(ctx)) gemv<2>(ctx, g32, u32, x, h, D, F);
+}
+
+/* y [T, out] = x W^T with x [T, in] read from a cache (the caches' type: bf16 in a bf16
+ * context, which is what linear would round x to; else fp32). */
+void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, float *y, int64_t T,
+                           int64_t in, int64_t out)
+{
+    if (!ctx->bf16) {
+        hylo_hip_linear(ctx, (const float *)x, W, NULL, y, T, in, out);
+        return;
+    }
+    const uint16_t *W16 = hylo_hip_find_bf16(ctx, W);
+    if (!W16) {
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: a bf16 cache meets a matrix without "
+                      "a bf16 copy");
+        return;
+    }
+    if (T > 0 && hylo_hip_ok(ctx))
+        hylo_hip_gemm(ctx, HYLO_BF16, false, true, T, out, in, 1.0f, x, in, W16, in, 0.0f, y, out);
 }

@@ -62,27 +62,33 @@ static void mla_queries(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double
                        true);
 }
 
-/* Cache rows pos0 .. pos0 + T - 1 from x [T, D] (ckv [T, r + rope] scratch):
+/* Cache rows pos0 .. pos0 + T - 1 from x [T, D], computed in fp32 into latent [T, r] and
+ * k_pe [T, rope] (ckv [T, r + rope] scratch) and stored in the caches' type:
  *   [c_kv | k_pe] = kv_a x ;  latent = kv_a_norm?(c_kv) ;  k_pe <- RoPE(k_pe, p) (raw with a
  *   k_norm)                                                                                 */
 static void mla_append(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
-                       hylo_mla_cache *cache, const float *x, int64_t T, int64_t pos0, float *ckv)
+                       hylo_mla_cache *cache, const float *x, int64_t T, int64_t pos0, float *ckv,
+                       float *latent, float *k_pe)
 {
     const hylo_mla_dims *d = &L->dims;
     const int64_t r = d->kv_rank, rope = d->rope;
-    float *latent = cache->latent + pos0 * r, *k_pe = cache->k_pe + pos0 * rope;
     hylo_hip_linear(ctx, x, L->w.kv_a, NULL, ckv, T, d->hidden, r + rope);
     hylo_hip_copy_rows(ctx, latent, r, ckv, r + rope, T, r);
     hylo_hip_copy_rows(ctx, k_pe, rope, ckv + r, r + rope, T, rope);
     if (L->w.kv_a_norm) hylo_hip_rmsnorm(ctx, latent, L->w.kv_a_norm, latent, T, r, d->eps);
     if (!L->w.k_norm)
         hylo_hip_rope_rows(ctx, k_pe, T, 1, rope, rope, 0, pos0, freq, L->rope_scale, true);
+    hylo_hip_cache_write_rows(ctx, hylo_hip_cache_at(ctx, cache->latent, pos0 * r), r, latent, r,
+                              T, r);
+    hylo_hip_cache_write_rows(ctx, hylo_hip_cache_at(ctx, cache->k_pe, pos0 * rope), rope, k_pe,
+                              rope, T, rope);
 }
 
 /* Naive attention over positions 0 .. len - 1 into o [T, H, v]: kv [len, Hm, dkv] =
- * latent kv_b^T; with a k_norm the keys [len, Hm, dq] are rebuilt,
+ * latent kv_b^T (fp32); with a k_norm the keys [len, Hm, dq] are rebuilt,
  *   k(j, g) = k_norm([k_nope(j, g) | k_pe_j]), its rope slice rotated to j;
- * otherwise keys are [k_nope(j, g) | k_pe_j] read in place. */
+ * otherwise keys are [k_nope(j, g) | k_pe_j], k_pe widened from the cache into keys
+ * [len, rope]. */
 static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
                       const hylo_mla_cache *cache, const float *q, int64_t T, int64_t len,
                       float *kv, float *keys, float *o)
@@ -90,23 +96,38 @@ static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *
     const hylo_mla_dims *d = &L->dims;
     const int64_t Hm = d->kv_heads, nope = d->nope, rope = d->rope, dq = nope + rope;
     const int64_t dkv = nope + d->v;
-    hylo_hip_linear(ctx, cache->latent, L->w.kv_b, NULL, kv, len, d->kv_rank, Hm * dkv);
-    hylo_hip_attend_args a = {q,      nope, rope, d->v, kv, cache->k_pe, kv + nope, Hm * dkv,
-                              dkv,    rope, 0,    Hm * dkv, dkv, o, T, len, d->heads, Hm,
-                              L->softmax_scale};
+    hylo_hip_linear_cache(ctx, cache->latent, L->w.kv_b, kv, len, d->kv_rank, Hm * dkv);
+    hylo_hip_attend_args a = {};
+    a.q = q;
+    a.na = nope;
+    a.nb = rope;
+    a.nv = d->v;
+    a.ka = kv;
+    a.ka_row = a.v_row = Hm * dkv;
+    a.ka_head = a.v_head = dkv;
+    a.v = kv + nope;
+    a.out = o;
+    a.T = T;
+    a.len = len;
+    a.H = d->heads;
+    a.Hkv = Hm;
+    a.scale = L->softmax_scale;
     if (L->w.k_norm) {
         hylo_hip_copy_rows(ctx, keys, dq, kv, dkv, len * Hm, nope);
         for (int64_t g = 0; g < Hm; g++)
-            hylo_hip_copy_rows(ctx, keys + g * dq + nope, Hm * dq, cache->k_pe, rope, len, rope);
+            hylo_hip_cache_read_rows(ctx, keys + g * dq + nope, Hm * dq, cache->k_pe, rope, len,
+                                     rope);
         hylo_hip_rmsnorm(ctx, keys, L->w.k_norm, keys, len * Hm, dq, d->eps);
         hylo_hip_rope_rows(ctx, keys + nope, len, Hm, rope, Hm * dq, dq, 0, freq, L->rope_scale,
                            true);
         a.ka = keys;
-        a.ka_row = Hm * dq;
-        a.ka_head = dq;
+        a.ka_row = a.kb_row = Hm * dq;
+        a.ka_head = a.kb_head = dq;
         a.kb = keys + nope;
-        a.kb_row = Hm * dq;
-        a.kb_head = dq;
+    } else {
+        hylo_hip_cache_read_rows(ctx, keys, rope, cache->k_pe, rope, len, rope);
+        a.kb = keys;
+        a.kb_row = rope;
     }
     hylo_hip_attend(ctx, &a);
 }
@@ -124,9 +145,21 @@ static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float
     absorb_kernel<<<hylo_hip_blocks(T * H * (r + rope)), HYLO_HIP_THREADS, 0, stream>>>(
         q, kv_b, q_cat, T, H, group, d->nope, rope, r, d->nope + d->v);
     if (!hylo_hip_launched(ctx, "mla absorb")) return;
-    const hylo_hip_attend_args a = {q_cat, r, rope, r, cache->latent, cache->k_pe, cache->latent,
-                                    r,     0, rope, 0, r,             0,           o_lat,
-                                    T,     len, H, 1, L->softmax_scale};
+    hylo_hip_attend_args a = {};
+    a.q = q_cat;
+    a.na = a.nv = r;
+    a.nb = rope;
+    a.ka = a.v = cache->latent;
+    a.kb = cache->k_pe;
+    a.bf16 = ctx->bf16;
+    a.ka_row = a.v_row = r;
+    a.kb_row = rope;
+    a.out = o_lat;
+    a.T = T;
+    a.len = len;
+    a.H = H;
+    a.Hkv = 1;
+    a.scale = L->softmax_scale;
     hylo_hip_attend(ctx, &a);
     if (!hylo_hip_ok(ctx)) return;
     expand_kernel<<<hylo_hip_blocks(T * H * d->v), HYLO_HIP_THREADS, 0, stream>>>(
@@ -134,9 +167,9 @@ static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float
     hylo_hip_launched(ctx, "mla expand");
 }
 
-/* x [T, D], y [T, D]; cache latent [pos0 + T, r_kv], k_pe [pos0 + T, rope] (device). Trace:
- * mla.q_nope, mla.q_pe [T, H, nope / rope], mla.latent [T, r_kv], mla.k_pe [T, rope] (the new
- * cache rows), mla.o [T, H, v]. */
+/* x [T, D], y [T, D]; cache latent [pos0 + T, r_kv], k_pe [pos0 + T, rope] (device, the
+ * caches' type). Trace: mla.q_nope, mla.q_pe [T, H, nope / rope], mla.latent [T, r_kv],
+ * mla.k_pe [T, rope] (the new cache rows before the caches' rounding), mla.o [T, H, v]. */
 static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_mla_cache *cache,
                                int64_t pos0, const float *x, int64_t T, float *y, bool absorbed,
                                const hylo_tracer *tr, hylo_error *err)
@@ -149,18 +182,19 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
     const double *freq = hylo_hip_find_f64(ctx, L->rope_inv_freq, "the MLA rope frequencies");
     const float *kv_b = absorbed ? hylo_hip_find(ctx, L->w.kv_b, "mla kv_b") : NULL;
     if (!freq || (absorbed && !kv_b)) return hylo_hip_status(ctx, err);
-    /* one LAYER block: q_a [T, r_q], q [T, H, dq], ckv [T, r + rope], o [T, H, v], then
-     * naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm); absorbed: q_cat, o_lat */
-    const int64_t common = T * d->q_rank + T * H * dq + T * (r + rope) + T * H * d->v;
+    /* one LAYER block: q_a [T, r_q], q [T, H, dq], ckv [T, r + rope], latent [T, r],
+     * k_pe [T, rope], o [T, H, v], then naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm)
+     * or [len, rope]; absorbed: q_cat [T, H, r + rope], o_lat [T, H, r] */
+    const int64_t common = T * d->q_rank + T * H * dq + 2 * T * (r + rope) + T * H * d->v;
     const int64_t form = absorbed ? T * H * (r + rope) + T * H * r
-                                  : len * Hm * dkv + (L->w.k_norm ? len * Hm * dq : 0);
+                                  : len * Hm * dkv + len * (L->w.k_norm ? Hm * dq : rope);
     float *q_a = (float *)hylo_hip_workspace(ctx, HYLO_HIP_LAYER,
                                              (size_t)(common + form) * sizeof(float));
     if (!q_a) return hylo_hip_status(ctx, err);
-    float *q = q_a + T * d->q_rank, *ckv = q + T * H * dq, *o = ckv + T * (r + rope);
-    float *extra = o + T * H * d->v;
+    float *q = q_a + T * d->q_rank, *ckv = q + T * H * dq, *latent = ckv + T * (r + rope);
+    float *k_pe = latent + T * r, *o = k_pe + T * rope, *extra = o + T * H * d->v;
     mla_queries(ctx, L, freq, x, T, pos0, q_a, q);
-    mla_append(ctx, L, freq, cache, x, T, pos0, ckv);
+    mla_append(ctx, L, freq, cache, x, T, pos0, ckv, latent, k_pe);
     if (absorbed)
         mla_absorbed(ctx, L, kv_b, cache, q, T, len, extra, extra + T * H * (r + rope), o);
     else
@@ -169,8 +203,8 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
     const int64_t latent_shape[] = {T, r}, k_pe_shape[] = {T, rope}, o_shape[] = {T, H, d->v};
     hylo_hip_trace_slice(ctx, tr, "mla.q_nope", q, T * H, dq, 0, d->nope, 3, q_nope_shape);
     hylo_hip_trace_slice(ctx, tr, "mla.q_pe", q, T * H, dq, d->nope, rope, 3, q_pe_shape);
-    hylo_hip_trace(ctx, tr, "mla.latent", cache->latent + pos0 * r, 2, latent_shape);
-    hylo_hip_trace(ctx, tr, "mla.k_pe", cache->k_pe + pos0 * rope, 2, k_pe_shape);
+    hylo_hip_trace(ctx, tr, "mla.latent", latent, 2, latent_shape);
+    hylo_hip_trace(ctx, tr, "mla.k_pe", k_pe, 2, k_pe_shape);
     hylo_hip_trace(ctx, tr, "mla.o", o, 3, o_shape);
     hylo_hip_linear(ctx, o, L->w.out, NULL, y, T, H * d->v, d->hidden);
     return hylo_hip_status(ctx, err);

@@ -1,4 +1,5 @@
-/* mlp.hip: the SwiGLU MLP of Llama / Qwen (spec sec. 2): two GEMMs, the gate, one GEMM. */
+/* mlp.hip: the SwiGLU MLP of Llama / Qwen (spec sec. 2): two GEMMs, the gate, one GEMM; a
+ * decode step without biases streams gate and up through one gated matrix-vector kernel. */
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
@@ -19,6 +20,12 @@ hylo_status hylo_hip_swiglu_mlp(void *vctx, const float *x, const float *Wg, con
     float *g = (float *)hylo_hip_workspace(ctx, HYLO_HIP_LAYER, (size_t)(2 * T * F) * sizeof(float));
     if (!g) return hylo_hip_status(ctx, err);
     float *u = g + T * F;
+    if (T == 1 && !bg && !bu) {
+        /* a decode step: one kernel streams both matrices and applies the gate */
+        hylo_hip_gated_gemv(ctx, x, Wg, Wu, g, D, F);
+        hylo_hip_linear(ctx, g, Wd, bd, y, T, F, D);
+        return hylo_hip_status(ctx, err);
+    }
     hylo_hip_linear(ctx, x, Wg, bg, g, T, D, F);
     hylo_hip_linear(ctx, x, Wu, bu, u, T, D, F);
     if (hylo_hip_ok(ctx)) {

@@ -2,16 +2,24 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
+#define FEW_ROWS 64      /* up to this many rows, blocks of ROW_THREADS_FEW threads */
+#define ROW_THREADS_FEW 1024
+
 /* Block r: y[r, i] = w[i] x[r, i] / sqrt(mean_i x[r, i]^2 + eps) (y may alias x: each
- * element is read and written by the same thread). */
-__global__ void rmsnorm_kernel(const float *x, const float *w, float *y, int64_t n, float eps)
+ * element is read and written by the same thread). The loops are unrolled so that a thread's
+ * loads are in flight together; a few rows (a decode step) get wide blocks, so that each
+ * thread has few loads to wait for. */
+__global__ void __launch_bounds__(ROW_THREADS_FEW)
+    rmsnorm_kernel(const float *x, const float *w, float *y, int64_t n, float eps)
 {
-    __shared__ float red[HYLO_HIP_THREADS];
+    __shared__ float red[ROW_THREADS_FEW];
     const float *xr = x + (int64_t)blockIdx.x * n;
     float *yr = y + (int64_t)blockIdx.x * n;
     float sum_sq = 0.0f;
+#pragma unroll 4
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum_sq += xr[i] * xr[i];
     const float inv_rms = 1.0f / sqrtf(hylo_block_sum(sum_sq, red) / (float)n + eps);
+#pragma unroll 4
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = w[i] * (xr[i] * inv_rms);
 }
 
@@ -23,8 +31,8 @@ void hylo_hip_rmsnorm_rows(hylo_hip_ctx *ctx, const float *x, const float *w, fl
         hylo_hip_fail(ctx, HYLO_ERR_RANGE, "hip backend: rmsnorm of %lld rows", (long long)rows);
         return;
     }
-    rmsnorm_kernel<<<(unsigned)rows, HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(x, w, y, n,
-                                                                                (float)eps);
+    const unsigned threads = rows <= FEW_ROWS ? ROW_THREADS_FEW : HYLO_HIP_THREADS;
+    rmsnorm_kernel<<<(unsigned)rows, threads, 0, hylo_hip_stream(ctx)>>>(x, w, y, n, (float)eps);
     hylo_hip_launched(ctx, "rmsnorm");
 }
 

@@ -4,26 +4,26 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-/* Item (t, i), i < dim/2: with a = (pos0 + t) inv_freq_i, c = scale cos a, s = scale sin a,
- * for every head h the pair (u, w) of slice x + t row_stride + h head_stride becomes
+/* Item (t, h, i), i < dim/2: with a = (pos0 + t) inv_freq_i, c = scale cos a, s = scale sin a,
+ * the pair (u, w) of slice x + t row_stride + h head_stride becomes
  *   u <- u c - w s ,  w <- w c + u s
- * where (u, w) = (x_i, x_{i + dim/2}) or, interleaved, (x_{2i}, x_{2i+1}). */
+ * where (u, w) = (x_i, x_{i + dim/2}) or, interleaved, (x_{2i}, x_{2i+1}). One pair per item,
+ * its angle computed by its own thread: no thread walks the heads in a dependent chain. */
 __global__ void rope_kernel(float *x, int64_t T, int64_t heads, int64_t dim, int64_t row_stride,
                             int64_t head_stride, int64_t pos0, const double *inv_freq,
                             double scale, bool interleaved)
 {
     const int64_t half = dim / 2;
-    for (int64_t item = hylo_first(); item < T * half; item += hylo_stride()) {
-        const int64_t t = item / half, i = item % half;
-        const double angle = (double)(pos0 + t) * inv_freq[i];
-        const double c = scale * cos(angle), s = scale * sin(angle);
+    for (int64_t item = hylo_first(); item < T * heads * half; item += hylo_stride()) {
+        const int64_t i = item % half, th = item / half, t = th / heads, h = th % heads;
+        double sin_a, cos_a;
+        sincos((double)(pos0 + t) * inv_freq[i], &sin_a, &cos_a);
+        const double c = scale * cos_a, s = scale * sin_a;
         const int64_t iu = interleaved ? 2 * i : i, iw = interleaved ? 2 * i + 1 : i + half;
-        for (int64_t h = 0; h < heads; h++) {
-            float *xh = x + t * row_stride + h * head_stride;
-            const double u = xh[iu], w = xh[iw];
-            xh[iu] = (float)(u * c - w * s);
-            xh[iw] = (float)(w * c + u * s);
-        }
+        float *xh = x + t * row_stride + h * head_stride;
+        const double u = xh[iu], w = xh[iw];
+        xh[iu] = (float)(u * c - w * s);
+        xh[iw] = (float)(w * c + u * s);
     }
 }
 
@@ -32,7 +32,8 @@ void hylo_hip_rope_rows(hylo_hip_ctx *ctx, float *x, int64_t T, int64_t heads, i
                         const double *inv_freq, double scale, bool interleaved)
 {
     if (T <= 0 || dim < 2 || !hylo_hip_ok(ctx)) return;
-    rope_kernel<<<hylo_hip_blocks(T * (dim / 2)), HYLO_HIP_THREADS, 0, hylo_hip_stream(ctx)>>>(
+    rope_kernel<<<hylo_hip_blocks(T * heads * (dim / 2)), HYLO_HIP_THREADS, 0,
+                  hylo_hip_stream(ctx)>>>(
         x, T, heads, dim, row_stride, head_stride, pos0, inv_freq, scale, interleaved);
     hylo_hip_launched(ctx, "rope");
 }

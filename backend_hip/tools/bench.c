@@ -12,7 +12,8 @@
  * must do at least): prefill FLOPs = 2 L (matrix parameters) + 2 D V (LM head, last row) + the
  * causal attention products (2 L (L + 1) / 2 per head and query/key/value dim); the Mamba2 and
  * GDN scans are left out. Decode bytes = the matrices streamed (2 bytes each in bf16, 4 in
- * f32) + the cache rows read (fp32) + the recurrent states read and written. */
+ * f32) + the cache rows read (bf16 caches with bf16 weights, else fp32) + the recurrent
+ * states read and written (fp32). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,11 +112,12 @@ typedef struct {
     double matrix_params;   /* projection matrices, LM head excluded */
     double head_params;     /* V D                                    */
     double attn_dims;       /* sum over attention/MLA layers of H (q.k dims + v dims) */
-    double cache_per_token; /* bytes of cache rows per position (fp32)                */
+    double cache_per_token; /* bytes of cache rows per position (the caches' type)    */
     double state_bytes;     /* recurrent states, fp32                                 */
 } counts;
 
-static hylo_status count_model(const hylo_model *m, counts *k, hylo_error *err)
+static hylo_status count_model(const hylo_model *m, double cache_value, counts *k,
+                               hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
     const hylo_hybrid_config *hy = &m->hybrid;
@@ -137,11 +139,11 @@ static hylo_status count_model(const hylo_model *m, counts *k, hylo_error *err)
         switch (m->layers[i].mixer) {
         case HYLO_MIXER_ATTENTION:
             k->attn_dims += (double)(c->num_heads * 2 * c->head_dim);
-            k->cache_per_token += (double)(2 * c->num_kv_heads * c->head_dim) * 4.0;
+            k->cache_per_token += (double)(2 * c->num_kv_heads * c->head_dim) * cache_value;
             break;
         case HYLO_MIXER_MLA:
             k->attn_dims += (double)(md.heads * (md.nope + md.rope + md.v));
-            k->cache_per_token += (double)(md.kv_rank + md.rope) * 4.0;
+            k->cache_per_token += (double)(md.kv_rank + md.rope) * cache_value;
             break;
         case HYLO_MIXER_MAMBA2:
             k->state_bytes += (double)(d2.nheads * d2.headdim * d2.d_state) * 4.0;
@@ -208,7 +210,7 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
     if (hylo_model_load(dir, &m, &err) != HYLO_OK) return die(dir, &err);
     if (hylo_model_set_backend(m, HYLO_BACKEND_HIP, u->bf16 ? HYLO_WEIGHTS_BF16 : HYLO_WEIGHTS_F32,
                                &err) != HYLO_OK ||
-        count_model(m, &k, &err) != HYLO_OK) {
+        count_model(m, u->bf16 ? 2.0 : 4.0, &k, &err) != HYLO_OK) {
         hylo_model_free(m);
         return die(dir, &err);
     }
@@ -268,9 +270,9 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
         } else {
             print_row(name, "long", long_ctx, 0.0, 0.0, tpot,
                       weight_bytes + (double)long_ctx * k.cache_per_token + 2.0 * k.state_bytes, u);
-            printf("%-26s cache %.1f MB at %lld positions (fp32), states %.1f MB\n", name,
+            printf("%-26s cache %.1f MB at %lld positions (%s), states %.1f MB\n", name,
                    (double)long_ctx * k.cache_per_token / 1e6, (long long)long_ctx,
-                   k.state_bytes / 1e6);
+                   u->bf16 ? "bf16" : "fp32", k.state_bytes / 1e6);
         }
     }
     free(tokens);

@@ -366,25 +366,67 @@ static void check_conv(uint64_t seed, int64_t T)
     close_case(&c);
 }
 
+/* The values a bf16 cache keeps: x [n] rounded to bf16 in place (the reference then sees
+ * exactly what the device stores). */
+static void round_to_bf16(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = hylo_bf16_to_f32(hylo_f32_to_bf16(x[i]));
+}
+
+/* A device cache of the case's type holding host [n] (bf16 values converted on the host). */
+static float *dev_cache_of(tcase *c, const float *host, int64_t n)
+{
+    if (!c->bf16) return dev_of(c, host, n);
+    uint16_t *h = host_alloc(c, (size_t)n * sizeof(uint16_t));
+    for (int64_t i = 0; i < n; i++) h[i] = hylo_f32_to_bf16(host[i]);
+    float *p = dev_alloc(c, n);
+    if (p) hylo_hip_copy(c->ctx, p, h, (size_t)n * sizeof(uint16_t), HYLO_COPY_TO_DEVICE, &c->err);
+    return p;
+}
+
+/* A device cache's n values, widened to fp32 on the host. */
+static float *host_of_cache(tcase *c, const float *dev, int64_t n)
+{
+    if (!c->bf16) return host_of(c, dev, n);
+    float *x = host_alloc(c, (size_t)n * sizeof(float));
+    uint16_t *h = host_alloc(c, (size_t)n * sizeof(uint16_t));
+    for (int64_t i = 0; i < n; i++) x[i] = NAN;
+    if (hylo_hip_finish(c->ctx, &c->err) == HYLO_OK &&
+        hylo_hip_copy(c->ctx, h, dev, (size_t)n * sizeof(uint16_t), HYLO_COPY_TO_HOST,
+                      &c->err) == HYLO_OK)
+        for (int64_t i = 0; i < n; i++) x[i] = hylo_bf16_to_f32(h[i]);
+    else
+        fprintf(stderr, "hylo-hip-check: %s\n", c->err.message);
+    return x;
+}
+
+/* Attention over a cache of fp32, or of bf16 in a bf16 context: the reference attends over the
+ * same rounded keys and values, so both dtypes meet the fp32 limit. */
 static void check_attention(uint64_t seed, int64_t T, int64_t len, int64_t H, int64_t Hkv,
-                            int64_t hd)
+                            int64_t hd, bool bf16)
 {
     char variant[64];
-    snprintf(variant, sizeof variant, "T%lld len%lld H%lld/%lld hd%lld", (long long)T,
-             (long long)len, (long long)H, (long long)Hkv, (long long)hd);
+    snprintf(variant, sizeof variant, "T%lld len%lld H%lld/%lld hd%lld%s", (long long)T,
+             (long long)len, (long long)H, (long long)Hkv, (long long)hd,
+             bf16 ? " bf16 cache" : "");
     tcase c;
-    start(&c, seed, variant, false);
-    const float *q = rnd(&c, T * H * hd, 1.0), *k = rnd(&c, len * Hkv * hd, 1.0);
-    const float *v = rnd(&c, len * Hkv * hd, 1.0);
+    start(&c, seed, variant, bf16);
+    const float *q = rnd(&c, T * H * hd, 1.0);
+    float *k = rnd(&c, len * Hkv * hd, 1.0), *v = rnd(&c, len * Hkv * hd, 1.0);
+    if (bf16) {
+        round_to_bf16(k, len * Hkv * hd);
+        round_to_bf16(v, len * Hkv * hd);
+    }
     float *want = host_alloc(&c, (size_t)(T * H * hd) * sizeof(float));
     const double scale = 1.0 / sqrt((double)hd);
     hylo_ref_attention(q, k, v, want, T, len, H, Hkv, hd, scale, &c.err);
     if (open_case(&c, "attention", variant)) {
         float *out = dev_nan(&c, T * H * hd);
-        hylo_hip_attention(c.ctx, dev_of(&c, q, T * H * hd), dev_of(&c, k, len * Hkv * hd),
-                           dev_of(&c, v, len * Hkv * hd), out, T, len, H, Hkv, hd, scale, &c.err);
-        compare("attention", variant, "f32", host_of(&c, out, T * H * hd), want, T * H * hd,
-                LIMIT_F32);
+        hylo_hip_attention(c.ctx, dev_of(&c, q, T * H * hd), dev_cache_of(&c, k, len * Hkv * hd),
+                           dev_cache_of(&c, v, len * Hkv * hd), out, T, len, H, Hkv, hd, scale,
+                           &c.err);
+        compare("attention", variant, dtype_of(&c), host_of(&c, out, T * H * hd), want,
+                T * H * hd, LIMIT_F32);
     }
     close_case(&c);
 }
@@ -475,10 +517,10 @@ static void check_mla(uint64_t seed, const mla_case *mc, bool bf16)
         const double limit = bf16 ? LIMIT_BF16_LAYER : LIMIT_F32;
         compare("mla", variant, dtype_of(&c), host_of(&c, y, T * D), want, T * D, limit);
         pos += T;
-        compare("mla cache", variant, dtype_of(&c), host_of(&c, dev.latent, pos * r), ref.latent,
-                pos * r, limit);
-        compare("mla k_pe", variant, dtype_of(&c), host_of(&c, dev.k_pe, pos * rope), ref.k_pe,
-                pos * rope, limit);
+        compare("mla cache", variant, dtype_of(&c), host_of_cache(&c, dev.latent, pos * r),
+                ref.latent, pos * r, limit);
+        compare("mla k_pe", variant, dtype_of(&c), host_of_cache(&c, dev.k_pe, pos * rope),
+                ref.k_pe, pos * rope, limit);
     }
     close_case(&c);
 }
@@ -775,10 +817,13 @@ static void run_ops(uint64_t seed)
     check_conv(seed, 11);
     check_conv(seed, 2);
     check_conv(seed, 1);
-    check_attention(seed, 37, 37, 8, 2, 64);   /* prefill, several query and key tiles */
-    check_attention(seed, 9, 50, 4, 4, 128);   /* continued prefill, hd 128             */
-    check_attention(seed, 1, 300, 8, 2, 64);   /* decode over three splits              */
-    check_attention(seed, 1, 1, 32, 8, 64);    /* decode of the first position          */
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        check_attention(seed, 37, 37, 8, 2, 64, bf16);   /* prefill, several query and key tiles */
+        check_attention(seed, 9, 50, 4, 4, 128, bf16);   /* continued prefill, hd 128             */
+        check_attention(seed, 1, 700, 8, 2, 64, bf16);   /* decode over three splits              */
+        check_attention(seed, 1, 1, 32, 8, 64, bf16);    /* decode of the first position          */
+        check_attention(seed, 1, 77, 12, 4, 12, bf16);   /* rows not of whole 16-byte chunks      */
+    }
     const mla_case mla[] = {
         {"q_rank, latent norms", {64, 4, 2, 48, 32, 16, 8, 16, 1e-6}, true, false, {21, 5, 1, 1}},
         {"q_proj, Hm = H", {64, 4, 4, 0, 32, 16, 8, 16, 1e-6}, false, false, {21, 5, 1, 1}},

@@ -115,6 +115,7 @@ typedef struct {
     float *x;      /* [T, D]      residual stream                 */
     float *xn;     /* [T, D]      normalized input of a sublayer  */
     float *q;      /* [T, H, hd]  queries                         */
+    float *k, *v;  /* [T, Hkv, hd] keys and values of the tokens  */
     float *att;    /* [T, H, hd]  attention output per head       */
     float *y;      /* [T, D]      sublayer output                 */
     float *logits; /* [rows, V]   device backends only, else NULL */
@@ -123,7 +124,8 @@ typedef struct {
 
 int64_t hylo_activation_floats(const hylo_config *cfg, int64_t T)
 {
-    return T * (3 * cfg->hidden_size + 2 * cfg->num_heads * cfg->head_dim);
+    return T * (3 * cfg->hidden_size + 2 * cfg->num_heads * cfg->head_dim +
+                2 * cfg->num_kv_heads * cfg->head_dim);
 }
 
 static bool on_device(const hylo_state *s)
@@ -148,11 +150,14 @@ static hylo_status alloc_activations(activations *a, const hylo_state *s, int64_
                                   "cannot allocate activations for %lld tokens", (long long)T);
     }
     const int64_t td = T * cfg->hidden_size, tq = T * cfg->num_heads * cfg->head_dim;
+    const int64_t tkv = T * cfg->num_kv_heads * cfg->head_dim;
     a->x = block;
     a->xn = a->x + td;
     a->y = a->xn + td;
     a->q = a->y + td;
     a->att = a->q + tq;
+    a->k = a->att + tq;
+    a->v = a->k + tkv;
     a->logits = on_device(s) ? block + n : NULL;
     return HYLO_OK;
 }
@@ -170,6 +175,14 @@ static void add_into(const hylo_state *s, float *x, const float *y, int64_t n)
         return;
     }
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* cache [offset, offset + n) <- src [n], in the cache's type. */
+static void cache_store(const hylo_state *s, float *cache, int64_t offset, const float *src,
+                        int64_t n)
+{
+    if (s->ops->cache_store) s->ops->cache_store(s->ctx, cache, offset, src, n);
+    else memcpy(cache + offset, src, (size_t)n * sizeof(float));
 }
 
 /* dst <- src, host memory on the caller's side and the state's memory on the other:
@@ -205,7 +218,7 @@ static void emit(const hylo_state *s, const hylo_tracer *tr, const char *name, c
 }
 
 /* Self-attention of layer `li` for T tokens at positions pos0 .. pos0+T-1; appends their keys
- * and values to the layer's cache.
+ * and values to the layer's cache (then attends over it: the new rows as the cache holds them).
  *   q = xn Wq^T + bq ; k = xn Wk^T + bk ; v = xn Wv^T + bv
  *   q, k <- RMSNorm_head(q), RMSNorm_head(k)          (Qwen3 only)
  *   q, k <- RoPE(q, p), RoPE(k, p)                     (rotate-half pairs)
@@ -220,8 +233,7 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     const int64_t pos0 = s->length;
     hylo_layer_state *ls = &s->layers[li];
     const hylo_ops *op = s->ops;
-    float *k_new = ls->k + pos0 * Hkv * hd; /* [T, Hkv, hd] inside the cache */
-    float *v_new = ls->v + pos0 * Hkv * hd;
+    float *k_new = a->k, *v_new = a->v;
     op->linear(s->ctx, a->xn, w->wq, w->bq, a->q, T, D, H * hd);
     op->linear(s->ctx, a->xn, w->wk, w->bk, k_new, T, D, Hkv * hd);
     op->linear(s->ctx, a->xn, w->wv, w->bv, v_new, T, D, Hkv * hd);
@@ -231,6 +243,8 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     }
     op->rope_rotate_half(s->ctx, a->q, T, H, hd, pos0, m->rope_inv_freq, m->rope_scale);
     op->rope_rotate_half(s->ctx, k_new, T, Hkv, hd, pos0, m->rope_inv_freq, m->rope_scale);
+    cache_store(s, ls->k, pos0 * Hkv * hd, k_new, T * Hkv * hd);
+    cache_store(s, ls->v, pos0 * Hkv * hd, v_new, T * Hkv * hd);
     hylo_status st = op->attention(s->ctx, a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
                                    1.0 / sqrt((double)hd), err);
     if (st != HYLO_OK) return st;

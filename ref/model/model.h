@@ -61,7 +61,8 @@ typedef struct {
                              model-level tensors                                                 */
 } hylo_param;
 
-/* The per-sequence cache or state of one layer, by its mixer. */
+/* The per-sequence cache or state of one layer, by its mixer. The growing caches (k, v, mla)
+ * hold values of the state's backend's cache type (hylo_ops.cache_value_bytes). */
 typedef struct {
     float *k, *v;                 /* attention: [capacity, Hkv, hd]         */
     hylo_mla_cache mla;           /* MLA: [capacity, r_kv], [capacity, rope] */
@@ -168,6 +169,14 @@ typedef struct hylo_ops {
     void (*mem_free)(void *ctx, void *p);
     hylo_status (*mem_copy)(void *ctx, void *dst, const void *src, size_t bytes,
                             hylo_copy_kind kind, hylo_error *err);
+    /* The attention and MLA caches hold values of the backend's cache type: fp32 unless
+     * cache_value_bytes says otherwise (a HIP bf16 context keeps bf16, 2 bytes). The buffers
+     * keep the type float * of the ref layers; a backend with another cache type reads them as
+     * its own, and forward.c never indexes them itself but appends through cache_store:
+     * cache [offset, offset + n) <- src [n] (activations), offset counted in values. Both NULL
+     * for fp32 caches in host memory (cpu, ref). */
+    size_t (*cache_value_bytes)(const void *ctx);
+    void (*cache_store)(void *ctx, float *cache, int64_t offset, const float *src, int64_t n);
     /* x [n] += y [n] */
     void (*add)(void *ctx, float *x, const float *y, int64_t n);
     /* x [T, D] = table rows tokens[t] (host ids, already checked), table [V, D] */

@@ -7,7 +7,7 @@
 #include "core/rng.h"
 #include "model/model.h"
 
-/* Floats per position of a layer's growing cache (0 for recurrent mixers). */
+/* Values per position of a layer's growing caches (0 for recurrent mixers). */
 static size_t cache_row(const hylo_model *m, int64_t layer, size_t *second)
 {
     const hylo_config *c = &m->cfg;
@@ -46,19 +46,25 @@ static void state_release(const hylo_state *s, void *p)
     else free(p);
 }
 
-/* *buf [old_n floats] grows to new_n floats keeping its contents; false when out of memory
- * (*buf is then unchanged). */
-static bool state_grow(const hylo_state *s, float **buf, size_t old_n, size_t new_n)
+/* Bytes of one value of the state's caches. */
+static size_t cache_value_bytes(const hylo_state *s)
+{
+    return s->ops->cache_value_bytes ? s->ops->cache_value_bytes(s->ctx) : sizeof(float);
+}
+
+/* *buf [old_bytes] grows to new_bytes keeping its contents; false when out of memory (*buf is
+ * then unchanged). */
+static bool state_grow(const hylo_state *s, float **buf, size_t old_bytes, size_t new_bytes)
 {
     if (!s->ops->mem_alloc) {
-        float *grown = realloc(*buf, new_n * sizeof(float));
+        float *grown = realloc(*buf, new_bytes);
         if (grown) *buf = grown;
         return grown != NULL;
     }
-    float *grown = s->ops->mem_alloc(s->ctx, new_n * sizeof(float));
+    float *grown = s->ops->mem_alloc(s->ctx, new_bytes);
     hylo_error ignored = {0};
-    if (!grown || (old_n > 0 && s->ops->mem_copy(s->ctx, grown, *buf, old_n * sizeof(float),
-                                                 HYLO_COPY_ON_DEVICE, &ignored) != HYLO_OK)) {
+    if (!grown || (old_bytes > 0 && s->ops->mem_copy(s->ctx, grown, *buf, old_bytes,
+                                                     HYLO_COPY_ON_DEVICE, &ignored) != HYLO_OK)) {
         s->ops->mem_free(s->ctx, grown);
         return false;
     }
@@ -103,7 +109,7 @@ int64_t hylo_state_length(const hylo_state *state)
 }
 
 /* Positions a state may hold: far beyond any real context, and small enough that positions x
- * floats per position x sizeof(float) is checked below rather than able to wrap. */
+ * values per position x value bytes is checked below rather than able to wrap. */
 #define MAX_POSITIONS ((int64_t)1 << 40)
 
 hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *err)
@@ -115,21 +121,23 @@ hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *er
     int64_t cap = state->capacity > 0 ? state->capacity : 16;
     while (cap < needed) cap *= 2;
     const hylo_model *m = state->model;
+    const size_t value = cache_value_bytes(state);
     for (int64_t i = 0; i < m->cfg.num_layers; i++) {
         size_t second_row;
         size_t first_row = cache_row(m, i, &second_row);
         if (first_row == 0) continue;
         float **second;
         float **first = cache_buffers(&state->layers[i], m->layers[i].mixer, &second);
-        const size_t old_cap = (size_t)state->capacity;
         size_t bytes;
         if (__builtin_mul_overflow((size_t)cap, first_row + second_row, &bytes) ||
-            __builtin_mul_overflow(bytes, sizeof(float), &bytes))
+            __builtin_mul_overflow(bytes, value, &bytes))
             return hylo_error_set(err, HYLO_ERR_RANGE,
                                   "the cache of layer %lld at %lld positions does not fit in memory",
                                   (long long)i, (long long)cap);
-        if (!state_grow(state, first, old_cap * first_row, (size_t)cap * first_row) ||
-            !state_grow(state, second, old_cap * second_row, (size_t)cap * second_row))
+        /* bytes per value of a row, before and after */
+        const size_t old_unit = (size_t)state->capacity * value, unit = (size_t)cap * value;
+        if (!state_grow(state, first, old_unit * first_row, unit * first_row) ||
+            !state_grow(state, second, old_unit * second_row, unit * second_row))
             return hylo_error_set(err, HYLO_ERR_NOMEM,
                                   "cannot grow the cache of layer %lld to %lld positions",
                                   (long long)i, (long long)cap);
@@ -185,8 +193,9 @@ hylo_status hylo_state_create(const hylo_model *model, int64_t capacity, hylo_st
     }
     state->layers = calloc((size_t)model->cfg.num_layers, sizeof *state->layers);
     /* a device backend's decode block also holds the logits of the step */
-    state->decode_act = state_alloc(state, (size_t)(hylo_activation_floats(&model->cfg, 1) +
-                                                    (state->ops->mem_alloc ? model->cfg.vocab_size : 0)));
+    const int64_t logits = state->ops->mem_alloc ? model->cfg.vocab_size : 0;
+    state->decode_act =
+        state_alloc(state, (size_t)(hylo_activation_floats(&model->cfg, 1) + logits));
     st = state->layers && state->decode_act
              ? HYLO_OK
              : hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate state");
@@ -215,20 +224,29 @@ static void fill_normal_host(float *x, int64_t n, uint64_t seed, uint64_t stream
     }
 }
 
-/* fill_normal_host into the state's memory (drawn on the host, then copied to a device). */
-static hylo_status fill_normal(const hylo_state *s, float *x, int64_t n, uint64_t seed,
-                               uint64_t stream, hylo_error *err)
+/* fill_normal_host into the state's memory (drawn on the host, then copied to a device); a
+ * `cache` buffer receives them in the cache's type, through fp32 device scratch. */
+static hylo_status fill_normal(const hylo_state *s, float *x, int64_t n, bool cache,
+                               uint64_t seed, uint64_t stream, hylo_error *err)
 {
     if (!s->ops->mem_alloc) {
         fill_normal_host(x, n, seed, stream);
         return HYLO_OK;
     }
-    float *host = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!host)
-        return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate %lld floats", (long long)n);
-    fill_normal_host(host, n, seed, stream);
-    hylo_status st = s->ops->mem_copy(s->ctx, x, host, (size_t)n * sizeof(float),
-                                      HYLO_COPY_TO_DEVICE, err);
+    const size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
+    const bool convert = cache && s->ops->cache_store;
+    float *host = malloc(bytes), *dev = convert ? s->ops->mem_alloc(s->ctx, bytes) : x;
+    hylo_status st = HYLO_OK;
+    if (!host || !dev)
+        st = hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate %lld floats", (long long)n);
+    if (st == HYLO_OK) {
+        fill_normal_host(host, n, seed, stream);
+        st = s->ops->mem_copy(s->ctx, dev, host, (size_t)n * sizeof(float), HYLO_COPY_TO_DEVICE,
+                              err);
+    }
+    if (st == HYLO_OK && convert) s->ops->cache_store(s->ctx, x, 0, dev, n);
+    if (st == HYLO_OK && s->ops->finish) st = s->ops->finish(s->ctx, err);
+    if (convert && dev) s->ops->mem_free(s->ctx, dev);
     free(host);
     return st;
 }
@@ -249,16 +267,18 @@ hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t s
         size_t second_row, first_row = cache_row(m, i, &second_row);
         if (first_row > 0) {
             float **second, **first = cache_buffers(ls, m->layers[i].mixer, &second);
-            st = fill_normal(state, *first, length * (int64_t)first_row, seed, stream++, err);
+            st = fill_normal(state, *first, length * (int64_t)first_row, true, seed, stream++,
+                             err);
             if (st == HYLO_OK)
-                st = fill_normal(state, *second, length * (int64_t)second_row, seed, stream++, err);
+                st = fill_normal(state, *second, length * (int64_t)second_row, true, seed,
+                                 stream++, err);
         } else if (m->layers[i].mixer == HYLO_MIXER_MAMBA2) {
             hylo_mamba2_dims d = hylo_mamba2_dims_of(&m->cfg, &m->hybrid);
-            st = fill_normal(state, ls->mamba2.ssm, d.nheads * d.headdim * d.d_state, seed,
+            st = fill_normal(state, ls->mamba2.ssm, d.nheads * d.headdim * d.d_state, false, seed,
                              stream++, err);
             if (st == HYLO_OK)
                 st = fill_normal(state, ls->mamba2.conv, hylo_mamba2_conv_dim(&d) * (d.d_conv - 1),
-                                 seed, stream++, err);
+                                 false, seed, stream++, err);
         } else {
             hylo_gdn_dims d = hylo_gdn_dims_of(&m->cfg, &m->hybrid);
             const int64_t taps = d.d_conv - 1;
@@ -266,7 +286,7 @@ hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t s
             const int64_t sizes[] = {d.v_heads * d.head_k * d.head_v, d.k_heads * d.head_k * taps,
                                      d.k_heads * d.head_k * taps, d.v_heads * d.head_v * taps};
             for (int b = 0; b < 4 && st == HYLO_OK; b++)
-                st = fill_normal(state, bufs[b], sizes[b], seed, stream++, err);
+                st = fill_normal(state, bufs[b], sizes[b], false, seed, stream++, err);
         }
     }
     if (st != HYLO_OK) return st;
