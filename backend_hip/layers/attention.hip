@@ -13,7 +13,7 @@
 #define TK 32                   /* keys of a tiled step                            */
 #define MAX_COLS 16             /* value columns a tiled thread holds: nv <= 128   */
 #define SPLIT_THREADS 256       /* threads of a decode block                       */
-#define MAX_SPAN 256            /* positions of a decode block, at most            */
+#define MAX_SPAN 128            /* positions of a decode block, at most            */
 #define MAX_GROUP 32            /* query heads per KV group a decode block serves  */
 #define SHARED_LIMIT (48 * 1024) /* shared memory of a block without opting in      */
 #define TILED_SHARED (64 * 1024) /* blocks opt in to this much (AMD's LDS)          */
@@ -174,17 +174,40 @@ __device__ inline void score_part(float (&acc)[MAX_GROUP], const float *Qs, int6
     }
 }
 
+/* The max (or the sum) of v over each segment of `lanes` consecutive threads (a power of two),
+ * returned to the segment's threads; red [blockDim.x] in shared memory. */
+__device__ inline float segment_reduce(float v, float *red, int64_t lanes, bool max)
+{
+    const int64_t lane = threadIdx.x % lanes;
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int64_t s = lanes / 2; s > 0; s >>= 1) {
+        if (lane < s) {
+            const float o = red[threadIdx.x + s];
+            red[threadIdx.x] = max ? fmaxf(red[threadIdx.x], o) : red[threadIdx.x] + o;
+        }
+        __syncthreads();
+    }
+    const float r = red[threadIdx.x - lane];
+    __syncthreads();
+    return r;
+}
+
 /* Block (split s, group g), one query: the group's heads over positions
  * j0 = s span .. j0 + n - 1. Thread jj scores position j0 + jj against every head of the
- * group (the key row read once, in 16-byte chunks); then per head m = max P, P <- e^(P - m),
- * l = sum P, and thread (hh, d) sums o_d = sum_j P_j v_j[d] (adjacent threads, adjacent
- * values). Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [group][qs]
- * (qs = na + nb rounded up to PAD, zero-padded) and P [group][span + 1]. */
+ * group (the key row read once, in 16-byte chunks); then per head, over a segment of
+ * blockDim / heads2 threads (heads2: the group rounded up to a power of two),
+ *   m = max P ,  P <- e^(P - m) ,  l = sum P ;
+ * and thread (hh, d) sums o_d = sum_j P_j v_j[d] (adjacent threads, adjacent values).
+ * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [group][qs] (qs = na + nb
+ * rounded up to PAD, zero-padded) and P [group][span + 1]. */
 template <typename C>
 __global__ void __launch_bounds__(SPLIT_THREADS)
-    attend_split(hylo_hip_attend_args a, int64_t span, bool vec, float *part_o, float *part_ml)
+    attend_split(hylo_hip_attend_args a, int64_t span, int64_t heads2, bool vec, float *part_o,
+                 float *part_ml)
 {
     extern __shared__ float smem[];
+    __shared__ float red[SPLIT_THREADS];
     const int64_t group = a.H / a.Hkv, g = blockIdx.y, s = blockIdx.x, nq = a.na + a.nb;
     const int64_t j0 = s * span, n = a.len - j0 < span ? a.len - j0 : span;
     const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, ps = span + 1;
@@ -208,14 +231,20 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
             if (hh < group) P[hh * ps + jj] = acc[hh] * (float)a.scale;
     }
     __syncthreads();
-    for (int64_t hh = threadIdx.x; hh < group; hh += blockDim.x) {
-        float *Ph = P + hh * ps;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int64_t jj = 0; jj < n; jj++) mx = fmaxf(mx, Ph[jj]);
-        for (int64_t jj = 0; jj < n; jj++) {
-            Ph[jj] = expf(Ph[jj] - mx);
-            sum += Ph[jj];
+    const int64_t lanes = blockDim.x / heads2, hh = threadIdx.x / lanes, lane = threadIdx.x % lanes;
+    float *Ph = P + (hh < group ? hh : 0) * ps;
+    float mx = -INFINITY, sum = 0.0f;
+    if (hh < group)
+        for (int64_t jj = lane; jj < n; jj += lanes) mx = fmaxf(mx, Ph[jj]);
+    mx = segment_reduce(mx, red, lanes, true);
+    if (hh < group)
+        for (int64_t jj = lane; jj < n; jj += lanes) {
+            const float p = expf(Ph[jj] - mx);
+            Ph[jj] = p;
+            sum += p;
         }
+    sum = segment_reduce(sum, red, lanes, false);
+    if (hh < group && lane == 0) {
         float *ml = part_ml + (s * a.H + g * group + hh) * 2;
         ml[0] = mx;
         ml[1] = sum;
@@ -223,11 +252,12 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
     __syncthreads();
     const C *v0 = row_of<C>(a.v, a.v_row, a.v_head, j0, g);
     for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
-        const int64_t hh = e / a.nv, d = e % a.nv;
-        const float *Ph = P + hh * ps;
+        const float *Pe = P + (e / a.nv) * ps;
+        const int64_t d = e % a.nv;
         float acc = 0.0f;
-        for (int64_t jj = 0; jj < n; jj++) acc += Ph[jj] * hylo_load(v0, jj * a.v_row + d);
-        part_o[(s * a.H + g * group + hh) * a.nv + d] = acc;
+#pragma unroll 8
+        for (int64_t jj = 0; jj < n; jj++) acc += Pe[jj] * hylo_load(v0, jj * a.v_row + d);
+        part_o[(s * a.H + g * group) * a.nv + e] = acc;
     }
 }
 
@@ -339,8 +369,10 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));
     if (!part) return;
     float *part_ml = part + nsplit * a->H * a->nv;
+    int64_t heads2 = 1;
+    while (heads2 < group) heads2 *= 2;
     attend_split<C><<<dim3((unsigned)nsplit, (unsigned)a->Hkv), SPLIT_THREADS, shared, stream>>>(
-        *a, span, chunked_rows(a, sizeof(C)), part, part_ml);
+        *a, span, heads2, chunked_rows(a, sizeof(C)), part, part_ml);
     if (!hylo_hip_launched(ctx, "attention (split)")) return;
     const dim3 columns((unsigned)((a->nv + COMBINE_COLS - 1) / COMBINE_COLS), (unsigned)a->H);
     attend_combine<<<columns, HYLO_HIP_THREADS, 0, stream>>>(part, part_ml, nsplit, a->H, a->nv,
