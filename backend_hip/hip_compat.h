@@ -39,6 +39,7 @@ typedef cudaMemcpyKind hipMemcpyKind;
 typedef cublasHandle_t hipblasHandle_t;
 typedef cublasStatus_t hipblasStatus_t;
 typedef cudaDataType hipDataType;
+typedef cublasOperation_t hipblasOperation_t;
 #define HIPBLAS_STATUS_SUCCESS CUBLAS_STATUS_SUCCESS
 #define HIPBLAS_OP_N CUBLAS_OP_N
 #define HIPBLAS_OP_T CUBLAS_OP_T
@@ -50,6 +51,7 @@ typedef cudaDataType hipDataType;
 #define hipblasDestroy cublasDestroy
 #define hipblasSetStream cublasSetStream
 #define hipblasGemmEx cublasGemmEx
+#define hipblasGemmStridedBatchedEx cublasGemmStridedBatchedEx
 #endif
 
 #else /* AMD */

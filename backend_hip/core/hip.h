@@ -139,6 +139,15 @@ void hylo_hip_trace(hylo_hip_ctx *ctx, const hylo_tracer *tr, const char *name, 
 void hylo_hip_gemm(hylo_hip_ctx *ctx, hylo_dtype type, bool trans_a, bool trans_b, int64_t M,
                    int64_t N, int64_t K, float alpha, const void *A, int64_t lda, const void *B,
                    int64_t ldb, float beta, float *C, int64_t ldc);
+/* `batch` such products: product b reads A + b stride_a and B + b stride_b and writes
+ * C + b stride_c (strides in elements of the operand's type; 0 reuses an operand, e.g. one key
+ * block for every head of a group). One strided-batched BLAS call, or the built-in kernel over
+ * a grid of products. */
+void hylo_hip_gemm_batched(hylo_hip_ctx *ctx, hylo_dtype type, bool trans_a, bool trans_b,
+                           int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                           int64_t lda, int64_t stride_a, const void *B, int64_t ldb,
+                           int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c,
+                           int64_t batch);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,19 @@
 /* attention.hip: causal attention over a cache (spec sec. 2 and 3), shared by the teacher's GQA
- * and both MLA forms. Prefill: tiles of queries against tiles of keys in shared memory with an
- * online softmax. Decode (one query): the positions split across blocks, each block's partial
- * softmax merged by a second kernel (flash decoding). Keys and values are read in the caches'
- * type (fp32, or bf16 in a bf16 context) and widened; fp32 arithmetic throughout. */
+ * and both MLA forms. Prefill of GEMM_MIN_T queries or more: blocks of query rows through the
+ * GEMM launcher (scores, a softmax row kernel, values; bf16 operands on the tensor cores over
+ * bf16 caches, fp32 otherwise). Smaller prefills (and the fallback when that path's workspace
+ * cannot be had): tiles of queries against tiles of keys in shared memory with an online
+ * softmax. Decode (one query): the positions split across blocks, each block's partial softmax
+ * merged by a second kernel (flash decoding). Keys and values are read in the caches' type
+ * (fp32, or bf16 in a bf16 context); fp32 arithmetic and accumulation throughout, the GEMM
+ * path's bf16 operands (queries, probabilities) rounded once.
+ *
+ * Environment (comparisons and checks): HYLO_HIP_ATTENTION=tiled keeps every prefill on the
+ * tiled kernel, =gemm sends every prefill (T > 1) through the GEMMs; HYLO_HIP_ATTENTION_BUDGET
+ * (bytes) replaces GEMM_BUDGET. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/device.h"
 #include "layers/hip_layers.h"
@@ -19,6 +29,15 @@
 #define TILED_SHARED (64 * 1024) /* blocks opt in to this much (AMD's LDS)          */
 #define COMBINE_COLS 32         /* output columns of a combining block             */
 #define PAD 8                   /* query rows of a decode block: multiples of 8    */
+#define GEMM_MIN_T 64           /* prefills of this many queries go through GEMMs  */
+#define GEMM_BUDGET ((size_t)256 << 20) /* bytes of the GEMM path's workspace, at most   */
+#define GEMM_MIN_ROWS 64        /* query rows of a block at len at least (else tiled) */
+#define GEMM_MAX_ROWS 512       /* query rows of a block at most: the scores of the  */
+                                /* diagonal block's upper half, computed and masked, */
+                                /* stay a small part (6% at 8K)                     */
+#define GEMM_ROW_ALIGN 64       /* blocks short of the last: multiples of this many  */
+#define SCORE_ALIGN 8           /* score rows padded to 8 values (16-byte bf16 rows) */
+#define SOFTMAX_THREADS 256     /* threads of a softmax row block                  */
 
 /* Part X (ka, kb, v) of position j in group g, in the caches' type C. */
 template <typename C>
@@ -304,6 +323,52 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
     }
 }
 
+/* The max of every thread's v over the block (blockDim.x a power of two), returned to all;
+ * red [blockDim.x] in shared memory, free again on return. */
+__device__ inline float block_max(float v, float *red)
+{
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+        __syncthreads();
+    }
+    const float total = red[0];
+    __syncthreads();
+    return total;
+}
+
+/* Block r: row r of the scores S [rows, ld] (rows = heads x Tq, row r of query i = r % Tq,
+ * which sees keys 0 .. n - 1, n = vis0 + i), its probabilities into row r of P [rows, ld]
+ * (the GEMM operand type: bf16, or fp32 over S itself), columns 0 .. Lk - 1:
+ *   m = max_{j<n} S_j ;  l = sum_{j<n} e^(S_j - m) ;  P_j = e^(S_j - m) / l (j < n), 0 (j >= n)
+ * Each thread keeps a running max and sum over its columns (its sum rescaled when its max
+ * grows), rescaled to the block's max before the block sum. fp32 throughout. */
+template <typename P>
+__global__ void __launch_bounds__(SOFTMAX_THREADS)
+    softmax_rows(const float *S, P *out, int64_t Tq, int64_t ld, int64_t Lk, int64_t vis0)
+{
+    __shared__ float red[SOFTMAX_THREADS];
+    const int64_t r = blockIdx.x, n = vis0 + r % Tq;
+    const float *s = S + r * ld;
+    P *p = out + r * ld;
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float x = s[j];
+        if (x > m) {
+            l = l * expf(m - x) + 1.0f;
+            m = x;
+        } else {
+            l += expf(x - m);
+        }
+    }
+    const float M = block_max(m, red);
+    const float L = hylo_block_sum(m == -INFINITY ? 0.0f : l * expf(m - M), red);
+    const float inv = 1.0f / L;
+    for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x)
+        hylo_store(p, j, j < n ? expf(s[j] - M) * inv : 0.0f);
+}
+
 static size_t tiled_bytes(const hylo_hip_attend_args *a)
 {
     const int64_t qs = a->na + a->nb + 1;
@@ -320,11 +385,132 @@ static bool allow_shared(hylo_hip_ctx *ctx, const void *kernel, size_t shared)
                           "attention shared memory");
 }
 
+/* The OP workspace with room for `bytes`, or NULL when the device has no room for it: that
+ * failure is taken back (the caller falls back to the tiled kernel, which needs none); any
+ * other failure (a fault surfacing at the growth's synchronization) is kept. */
+static void *spare_workspace(hylo_hip_ctx *ctx, size_t bytes)
+{
+    void *p = hylo_hip_workspace(ctx, HYLO_HIP_OP, bytes);
+    if (!p && ctx->failure.status == HYLO_ERR_NOMEM) {
+        (void)hipGetLastError(); /* the failed allocation's error, not the next launch's */
+        ctx->failure.status = HYLO_OK;
+        ctx->failure.message[0] = '\0';
+    }
+    return p;
+}
+
+/* Prefill through the GEMM launcher, for blocks of query rows t0 .. t0 + Tq - 1 (first =
+ * len - T: query t sees keys 0 .. first + t) and, per block, slices of `batch` heads:
+ *   Lk = first + t0 + Tq                          (keys the block's last query sees)
+ *   S_h [Tq, Lk] = scale Q_h,a Ka_g^T (+ scale Q_h,b Kb_g^T, beta 1)    g = h / (H / Hkv)
+ *   P_h = softmax of the rows of S_h over keys j <= first + t, 0 past them (softmax_rows)
+ *   O_h [Tq, nv] = P_h V_g                        straight into out rows t0 .., H nv apart
+ * Q_h rows are read in place (H (na + nb) apart; in a bf16 context, C = uint16_t, the block's
+ * queries are first rounded into a bf16 copy of the same layout), key and value rows of group
+ * g in place (ka + g ka_head, ka_row apart, and so on). Slices: the group's heads against one
+ * key block (batch = H / Hkv, key stride 0) when the group has at least Hkv heads, else head
+ * hh of every group (batch = Hkv, key stride ka_head); one batched GEMM per part per slice.
+ * GEMM operands are bf16 (fp32 accumulation, tensor cores) when the caches are bf16, fp32
+ * otherwise (no rounding: MLA's naive form, whose parts are fp32 scratch even in a bf16
+ * context, stays fp32 and exact to the fp32 limits). OP workspace, `budget` bytes at most:
+ * S [batch, Tq, ld] fp32 (ld = Lk rounded up to SCORE_ALIGN), then for bf16 P [batch, Tq, ld]
+ * and the queries [Tq, H, na + nb] (fp32: P overwrites S); Tq is the most rows that fit (at
+ * most GEMM_MAX_ROWS, multiples of GEMM_ROW_ALIGN but the last), so blocks shrink as Lk
+ * grows. Returns false, with nothing queued and no failure recorded, when GEMM_MIN_ROWS rows
+ * at len do not fit the budget or the device has no room for the workspace. */
+template <typename C>
+static bool attend_gemm(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a, size_t budget)
+{
+    const bool bf = sizeof(C) == sizeof(uint16_t);
+    const hylo_dtype type = bf ? HYLO_BF16 : HYLO_F32;
+    const int64_t T = a->T, H = a->H, nq = a->na + a->nb, nv = a->nv, first = a->len - T;
+    const int64_t group = H / a->Hkv;
+    const bool by_group = group >= a->Hkv;
+    const int64_t batch = by_group ? group : a->Hkv, slices = H / batch;
+    const int64_t per_score = bf ? 6 : 4;        /* S fp32, + P bf16 beside it */
+    const int64_t per_row = bf ? 2 * H * nq : 0; /* the bf16 queries of a row  */
+    /* bytes of a block of `rows` queries over `lk` keys, 256 bytes of slack per region */
+    auto need = [&](int64_t rows, int64_t lk) {
+        const int64_t ld = (lk + SCORE_ALIGN - 1) / SCORE_ALIGN * SCORE_ALIGN;
+        return (size_t)(batch * rows * ld * per_score + rows * per_row + 3 * 256);
+    };
+    const int64_t min_rows = T < GEMM_MIN_ROWS ? T : GEMM_MIN_ROWS;
+    if (need(min_rows, a->len) > budget) return false;
+    const size_t bytes = need(T, a->len) < budget ? need(T, a->len) : budget;
+    char *ws = (char *)spare_workspace(ctx, bytes);
+    if (!ws) return false;
+    const C *ka = (const C *)a->ka, *kb = (const C *)a->kb, *v = (const C *)a->v;
+    for (int64_t t0 = 0, Tq = 0; t0 < T && hylo_hip_ok(ctx); t0 += Tq) {
+        /* the most rows that fit: need(Tq, first + t0 + Tq) <= bytes (increasing in Tq) */
+        const double qa = (double)batch * per_score;
+        const double qb = qa * (double)(first + t0 + SCORE_ALIGN) + (double)per_row;
+        Tq = (int64_t)((-qb + sqrt(qb * qb + 4.0 * qa * (double)bytes)) / (2.0 * qa));
+        Tq = Tq < 1 ? 1 : Tq > T - t0 ? T - t0 : Tq;
+        while (Tq > 1 && need(Tq, first + t0 + Tq) > bytes) Tq--;
+        while (Tq < T - t0 && need(Tq + 1, first + t0 + Tq + 1) <= bytes) Tq++;
+        Tq = Tq > GEMM_MAX_ROWS ? GEMM_MAX_ROWS : Tq;
+        if (Tq < T - t0 && Tq > GEMM_ROW_ALIGN) Tq -= Tq % GEMM_ROW_ALIGN;
+        const int64_t Lk = first + t0 + Tq;
+        const int64_t ld = (Lk + SCORE_ALIGN - 1) / SCORE_ALIGN * SCORE_ALIGN;
+        const int64_t scores = batch * Tq * ld;
+        float *S = (float *)ws;
+        uint16_t *P16 = (uint16_t *)(ws + (scores * 4 + 255) / 256 * 256);
+        uint16_t *q16 = (uint16_t *)((char *)P16 + (scores * 2 + 255) / 256 * 256);
+        C *P = bf ? (C *)P16 : (C *)S;
+        const C *Q = bf ? (const C *)q16 : (const C *)(a->q + t0 * H * nq);
+        if (bf) hylo_hip_to_bf16(ctx, a->q + t0 * H * nq, q16, Tq * H * nq);
+        for (int64_t sl = 0; sl < slices; sl++) {
+            /* head of product b: h0 + b hstep; its group: kg + b (by_group: kg, every b) */
+            const int64_t h0 = by_group ? sl * group : sl, hstep = by_group ? 1 : group;
+            const int64_t kg = by_group ? sl : 0;
+            hylo_hip_gemm_batched(ctx, type, false, true, Tq, Lk, a->na, (float)a->scale,
+                                  Q + h0 * nq, H * nq, hstep * nq, ka + kg * a->ka_head,
+                                  a->ka_row, by_group ? 0 : a->ka_head, 0.0f, S, ld, Tq * ld,
+                                  batch);
+            if (a->nb > 0)
+                hylo_hip_gemm_batched(ctx, type, false, true, Tq, Lk, a->nb, (float)a->scale,
+                                      Q + h0 * nq + a->na, H * nq, hstep * nq,
+                                      kb + kg * a->kb_head, a->kb_row, by_group ? 0 : a->kb_head,
+                                      1.0f, S, ld, Tq * ld, batch);
+            if (!hylo_hip_ok(ctx)) return true;
+            softmax_rows<C><<<(unsigned)(batch * Tq), SOFTMAX_THREADS, 0, hylo_hip_stream(ctx)>>>(
+                S, P, Tq, ld, Lk, first + t0 + 1);
+            if (!hylo_hip_launched(ctx, "attention (softmax rows)")) return true;
+            hylo_hip_gemm_batched(ctx, type, false, false, Tq, nv, Lk, 1.0f, P, ld, Tq * ld,
+                                  v + kg * a->v_head, a->v_row, by_group ? 0 : a->v_head, 0.0f,
+                                  a->out + (t0 * H + h0) * nv, H * nv, hstep * nv, batch);
+        }
+    }
+    return true;
+}
+
+/* HYLO_HIP_ATTENTION: 1 for "tiled", 2 for "gemm", else 0 (by size). */
+static int attention_override(void)
+{
+    const char *e = getenv("HYLO_HIP_ATTENTION");
+    return !e ? 0 : strcmp(e, "tiled") == 0 ? 1 : strcmp(e, "gemm") == 0 ? 2 : 0;
+}
+
+static size_t gemm_budget(void)
+{
+    const char *e = getenv("HYLO_HIP_ATTENTION_BUDGET");
+    const unsigned long long b = e ? strtoull(e, NULL, 10) : 0;
+    return b > 0 ? (size_t)b : GEMM_BUDGET;
+}
+
+/* T > 1: through the GEMMs when T >= GEMM_MIN_T (or the heads do not fit a tile) and the
+ * workspace can be had, else tiled. */
 template <typename C>
 static void attend_prefill(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
     const size_t shared = tiled_bytes(a);
-    if (shared > TILED_SHARED || a->nv > 8 * MAX_COLS) {
+    const bool fits = shared <= TILED_SHARED && a->nv <= 8 * MAX_COLS;
+    const int force = attention_override();
+    if (force != 1 && (force == 2 || a->T >= GEMM_MIN_T || !fits) &&
+        attend_gemm<C>(ctx, a, gemm_budget()))
+        return;
+    if (!hylo_hip_ok(ctx)) return;
+    if (!fits) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: attention heads of %lld + %lld dims "
                       "do not fit a tile", (long long)(a->na + a->nb), (long long)a->nv);
         return;
