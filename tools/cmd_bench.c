@@ -32,15 +32,15 @@ bool cli_backend(const char *command, const cli_option *opts, size_t n, hylo_bac
     *backend = HYLO_BACKEND_CPU;
     *weights = HYLO_WEIGHTS_F32;
     if (b && !hylo_backend_parse(b, backend)) {
-        fprintf(stderr, "hylo %s: --backend must be ref or cpu, got '%s'\n", command, b);
+        fprintf(stderr, "hylo %s: --backend must be ref, cpu or hip, got '%s'\n", command, b);
         return false;
     }
     if (w && !hylo_weights_parse(w, weights)) {
         fprintf(stderr, "hylo %s: --weights must be f32 or bf16, got '%s'\n", command, w);
         return false;
     }
-    if (*weights == HYLO_WEIGHTS_BF16 && *backend != HYLO_BACKEND_CPU) {
-        fprintf(stderr, "hylo %s: --weights bf16 needs --backend cpu\n", command);
+    if (*weights == HYLO_WEIGHTS_BF16 && *backend == HYLO_BACKEND_REF) {
+        fprintf(stderr, "hylo %s: --weights bf16 needs --backend cpu or hip\n", command);
         return false;
     }
     return true;

@@ -127,8 +127,8 @@ int cmd_run(int argc, char **argv)
         {"--logits", "FILE", "save the logits of every position as safetensors ('logits' [rows, V])", NULL},
         {"--trace", "FILE", "save the named intermediate tensors of every forward (safetensors)", NULL},
         {"--trace-filter", "GLOB", "with --trace: only names matching GLOB (e.g. '*.mla.*')", NULL},
-        {"--backend", "ref|cpu", "the implementation that computes (default cpu)", NULL},
-        {"--weights", "f32|bf16", "cpu backend: weight storage of decode steps (default f32)", NULL},
+        {"--backend", "ref|cpu|hip", "the implementation that computes (default cpu; hip in `make hip` builds)", NULL},
+        {"--weights", "f32|bf16", "cpu and hip backends: weight storage (cpu: of decode steps; hip: bf16 weights and caches; default f32)", NULL},
         {"--help", NULL, "show this help", NULL},
     };
     const size_t n = sizeof opts / sizeof opts[0];

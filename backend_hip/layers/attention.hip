@@ -23,7 +23,8 @@
 #define TK 32                   /* keys of a tiled step                            */
 #define MAX_COLS 16             /* value columns a tiled thread holds: nv <= 128   */
 #define SPLIT_THREADS 256       /* threads of a decode block                       */
-#define MAX_SPAN 128            /* positions of a decode block, at most            */
+#define MAX_SPAN 256            /* positions of a decode block, at most            */
+#define HEAD_BLOCK 4            /* heads a decode thread sums values for           */
 #define MAX_GROUP 32            /* query heads per KV group a decode block serves  */
 #define SHARED_LIMIT (48 * 1024) /* shared memory of a block without opting in      */
 #define TILED_SHARED (64 * 1024) /* blocks opt in to this much (AMD's LDS)          */
@@ -175,6 +176,7 @@ __device__ inline void score_part(float (&acc)[MAX_GROUP], const float *Qs, int6
                                   int64_t q0, const C *k, int64_t n, int64_t group, bool vec)
 {
     constexpr int per = 16 / sizeof(C); /* values of a 16-byte chunk: 4 fp32 or 8 bf16 */
+#pragma unroll 4
     for (int64_t d = 0; d < n; d += per) {
         float kv[per];
         if (vec) {
@@ -212,25 +214,40 @@ __device__ inline float segment_reduce(float v, float *red, int64_t lanes, bool 
     return r;
 }
 
+/* How a decode block works through its positions (chosen on the host, see attend_decode). */
+typedef struct {
+    int64_t span;    /* positions of a block                                              */
+    int64_t heads2;  /* the group's heads rounded up to a power of two                    */
+    int64_t subsets; /* key subsets summed apart in the value pass (chunked values)       */
+    bool vec_k;      /* key rows of whole 16-byte chunks, 16-byte aligned                 */
+    bool vec_v;      /* value rows likewise                                               */
+} split_plan;
+
 /* Block (split s, group g), one query: the group's heads over positions
- * j0 = s span .. j0 + n - 1. Thread jj scores position j0 + jj against every head of the
- * group (the key row read once, in 16-byte chunks); then per head, over a segment of
- * blockDim / heads2 threads (heads2: the group rounded up to a power of two),
- *   m = max P ,  P <- e^(P - m) ,  l = sum P ;
- * and thread (hh, d) sums o_d = sum_j P_j v_j[d] (adjacent threads, adjacent values).
+ * j0 = s span .. j0 + n - 1.
+ *   scores:  thread jj computes P_hh,jj = scale q_hh . k_(j0+jj) for every head hh of the group
+ *            (the key row read once, in 16-byte chunks);
+ *   softmax: per head, over a segment of blockDim / heads2 threads,
+ *            m = max P ,  P <- e^(P - m) ,  l = sum P ;
+ *   values:  o_hh = sum_j P_hh,j v_j. With chunked value rows, thread (chunk c, head block
+ *            hb, key subset ks) reads one 16-byte chunk of v per position (adjacent threads,
+ *            adjacent chunks) and accumulates it for HEAD_BLOCK heads over the positions
+ *            ks, ks + subsets, ...; the subsets' sums are then added in a fixed order (the
+ *            result does not depend on scheduling). Otherwise thread (hh, d) sums column d.
  * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [group][qs] (qs = na + nb
- * rounded up to PAD, zero-padded) and P [group][span + 1]. */
+ * rounded up to PAD, zero-padded), P [group][span + 1], and the subsets' sums
+ * [subsets][group][nv] when chunked. */
 template <typename C>
 __global__ void __launch_bounds__(SPLIT_THREADS)
-    attend_split(hylo_hip_attend_args a, int64_t span, int64_t heads2, bool vec, float *part_o,
-                 float *part_ml)
+    attend_split(hylo_hip_attend_args a, split_plan plan, float *part_o, float *part_ml)
 {
     extern __shared__ float smem[];
     __shared__ float red[SPLIT_THREADS];
+    constexpr int per = 16 / sizeof(C); /* values of a 16-byte chunk */
     const int64_t group = a.H / a.Hkv, g = blockIdx.y, s = blockIdx.x, nq = a.na + a.nb;
-    const int64_t j0 = s * span, n = a.len - j0 < span ? a.len - j0 : span;
+    const int64_t span = plan.span, j0 = s * span, n = a.len - j0 < span ? a.len - j0 : span;
     const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, ps = span + 1;
-    float *Qs = smem, *P = Qs + group * qs;
+    float *Qs = smem, *P = Qs + group * qs, *sums = P + group * ps;
     for (int64_t e = threadIdx.x; e < group * qs; e += blockDim.x) {
         const int64_t hh = e / qs, d = e % qs;
         Qs[e] = d < nq ? a.q[(g * group + hh) * nq + d] : 0.0f;
@@ -241,16 +258,17 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
 #pragma unroll
         for (int hh = 0; hh < MAX_GROUP; hh++) acc[hh] = 0.0f;
         score_part(acc, Qs, qs, 0, row_of<C>(a.ka, a.ka_row, a.ka_head, j0 + jj, g), a.na,
-                   group, vec);
+                   group, plan.vec_k);
         if (a.nb > 0)
             score_part(acc, Qs, qs, a.na, row_of<C>(a.kb, a.kb_row, a.kb_head, j0 + jj, g),
-                       a.nb, group, vec);
+                       a.nb, group, plan.vec_k);
 #pragma unroll
         for (int hh = 0; hh < MAX_GROUP; hh++)
             if (hh < group) P[hh * ps + jj] = acc[hh] * (float)a.scale;
     }
     __syncthreads();
-    const int64_t lanes = blockDim.x / heads2, hh = threadIdx.x / lanes, lane = threadIdx.x % lanes;
+    const int64_t lanes = blockDim.x / plan.heads2, hh = threadIdx.x / lanes;
+    const int64_t lane = threadIdx.x % lanes;
     float *Ph = P + (hh < group ? hh : 0) * ps;
     float mx = -INFINITY, sum = 0.0f;
     if (hh < group)
@@ -270,13 +288,50 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
     }
     __syncthreads();
     const C *v0 = row_of<C>(a.v, a.v_row, a.v_head, j0, g);
-    for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
-        const float *Pe = P + (e / a.nv) * ps;
-        const int64_t d = e % a.nv;
-        float acc = 0.0f;
+    float *out = part_o + (s * a.H + g * group) * a.nv; /* [group, nv] */
+    if (!plan.vec_v) {
+        for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
+            const float *Pe = P + (e / a.nv) * ps;
+            const int64_t d = e % a.nv;
+            float acc = 0.0f;
 #pragma unroll 8
-        for (int64_t jj = 0; jj < n; jj++) acc += Pe[jj] * hylo_load(v0, jj * a.v_row + d);
-        part_o[(s * a.H + g * group) * a.nv + e] = acc;
+            for (int64_t jj = 0; jj < n; jj++) acc += Pe[jj] * hylo_load(v0, jj * a.v_row + d);
+            out[e] = acc;
+        }
+        return;
+    }
+    const int64_t chunks = a.nv / per, hblocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
+    const int64_t combos = chunks * hblocks;
+    for (int64_t w = threadIdx.x; w < combos * plan.subsets; w += blockDim.x) {
+        const int64_t c = w % chunks, h0 = (w / chunks) % hblocks * HEAD_BLOCK, ks = w / combos;
+        float acc[HEAD_BLOCK][per];
+#pragma unroll
+        for (int k = 0; k < HEAD_BLOCK; k++)
+#pragma unroll
+            for (int u = 0; u < per; u++) acc[k][u] = 0.0f;
+#pragma unroll 4
+        for (int64_t jj = ks; jj < n; jj += plan.subsets) {
+            float vv[per];
+            hylo_load16(v0 + jj * a.v_row + c * per, vv);
+#pragma unroll
+            for (int k = 0; k < HEAD_BLOCK; k++) {
+                const float p = h0 + k < group ? P[(h0 + k) * ps + jj] : 0.0f;
+#pragma unroll
+                for (int u = 0; u < per; u++) acc[k][u] += p * vv[u];
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < HEAD_BLOCK; k++)
+            if (h0 + k < group)
+#pragma unroll
+                for (int u = 0; u < per; u++)
+                    sums[(ks * group + h0 + k) * a.nv + c * per + u] = acc[k][u];
+    }
+    __syncthreads();
+    for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
+        float total = 0.0f;
+        for (int64_t ks = 0; ks < plan.subsets; ks++) total += sums[ks * group * a.nv + e];
+        out[e] = total;
     }
 }
 
@@ -521,14 +576,12 @@ static void attend_prefill(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
     hylo_hip_launched(ctx, "attention (tiled)");
 }
 
-/* Whether every key row of the parts starts on a 16-byte boundary and holds whole chunks. */
-static bool chunked_rows(const hylo_hip_attend_args *a, size_t value)
+/* Whether rows of `width` values, `row` and `head` apart from `base`, start on 16-byte
+ * boundaries and hold whole 16-byte chunks. */
+static bool chunked(const void *base, int64_t width, int64_t row, int64_t head, size_t value)
 {
     const int64_t per = 16 / (int64_t)value;
-    const int64_t strides[] = {a->na, a->nb, a->ka_row, a->ka_head, a->kb_row, a->kb_head};
-    for (size_t i = 0; i < sizeof strides / sizeof strides[0]; i++)
-        if (strides[i] % per != 0) return false;
-    return (uintptr_t)a->ka % 16 == 0 && (a->nb == 0 || (uintptr_t)a->kb % 16 == 0);
+    return width % per == 0 && row % per == 0 && head % per == 0 && (uintptr_t)base % 16 == 0;
 }
 
 template <typename C>
@@ -536,29 +589,37 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
     const hipStream_t stream = hylo_hip_stream(ctx);
     const int64_t group = a->H / a->Hkv, nq = a->na + a->nb;
-    const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD;
+    const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, per = 16 / (int64_t)sizeof(C);
+    split_plan plan = {MAX_SPAN, 1, 1, false, false};
+    while (plan.heads2 < group) plan.heads2 *= 2;
+    plan.vec_k = chunked(a->ka, a->na, a->ka_row, a->ka_head, sizeof(C)) &&
+                 (a->nb == 0 || chunked(a->kb, a->nb, a->kb_row, a->kb_head, sizeof(C)));
+    plan.vec_v = chunked(a->v, a->nv, a->v_row, a->v_head, sizeof(C));
+    if (plan.vec_v) {
+        /* as many key subsets as leave every thread of the block a (chunk, head block) */
+        const int64_t combos = a->nv / per * ((group + HEAD_BLOCK - 1) / HEAD_BLOCK);
+        plan.subsets = combos < SPLIT_THREADS ? SPLIT_THREADS / combos : 1;
+    }
     /* the longest span whose block fits the shared memory */
-    int64_t span = MAX_SPAN;
     size_t shared = 0;
-    for (; span >= 32; span /= 2) {
-        shared = (size_t)(group * qs + group * (span + 1)) * sizeof(float);
+    for (; plan.span >= 32; plan.span /= 2) {
+        const int64_t sums = plan.vec_v ? plan.subsets * group * a->nv : 0;
+        shared = (size_t)(group * qs + group * (plan.span + 1) + sums) * sizeof(float);
         if (shared <= TILED_SHARED) break;
     }
-    if (group > MAX_GROUP || span < 32) {
+    if (group > MAX_GROUP || plan.span < 32) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld heads of %lld dims per group do "
                       "not fit a decode block", (long long)group, (long long)nq);
         return;
     }
     if (!allow_shared(ctx, (const void *)attend_split<C>, shared)) return;
-    const int64_t nsplit = (a->len + span - 1) / span;
+    const int64_t nsplit = (a->len + plan.span - 1) / plan.span;
     float *part = (float *)hylo_hip_workspace(
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));
     if (!part) return;
     float *part_ml = part + nsplit * a->H * a->nv;
-    int64_t heads2 = 1;
-    while (heads2 < group) heads2 *= 2;
     attend_split<C><<<dim3((unsigned)nsplit, (unsigned)a->Hkv), SPLIT_THREADS, shared, stream>>>(
-        *a, span, heads2, chunked_rows(a, sizeof(C)), part, part_ml);
+        *a, plan, part, part_ml);
     if (!hylo_hip_launched(ctx, "attention (split)")) return;
     const dim3 columns((unsigned)((a->nv + COMBINE_COLS - 1) / COMBINE_COLS), (unsigned)a->H);
     attend_combine<<<columns, HYLO_HIP_THREADS, 0, stream>>>(part, part_ml, nsplit, a->H, a->nv,
