@@ -32,7 +32,7 @@
 #define PAD 8                   /* query rows of a decode block: multiples of 8    */
 #define GEMM_MIN_T 64           /* prefills of this many queries go through GEMMs  */
 #define GEMM_BUDGET ((size_t)256 << 20) /* bytes of the GEMM path's workspace, at most   */
-#define GEMM_MIN_ROWS 64        /* query rows of a block at len at least (else tiled) */
+#define LONG_ROWS 128                     /* query rows a block holds at any context      */
 #define GEMM_MAX_ROWS 512       /* query rows of a block at most: the scores of the  */
                                 /* diagonal block's upper half, computed and masked, */
                                 /* stay a small part (6% at 8K)                     */
@@ -467,12 +467,13 @@ static void *spare_workspace(hylo_hip_ctx *ctx, size_t bytes)
  * hh of every group (batch = Hkv, key stride ka_head); one batched GEMM per part per slice.
  * GEMM operands are bf16 (fp32 accumulation, tensor cores) when the caches are bf16, fp32
  * otherwise (no rounding: MLA's naive form, whose parts are fp32 scratch even in a bf16
- * context, stays fp32 and exact to the fp32 limits). OP workspace, `budget` bytes at most:
+ * context, stays fp32 and exact to the fp32 limits). OP workspace, `budget` bytes at most (or
+ * what LONG_ROWS rows at len take, if more):
  * S [batch, Tq, ld] fp32 (ld = Lk rounded up to SCORE_ALIGN), then for bf16 P [batch, Tq, ld]
  * and the queries [Tq, H, na + nb] (fp32: P overwrites S); Tq is the most rows that fit (at
  * most GEMM_MAX_ROWS, multiples of GEMM_ROW_ALIGN but the last), so blocks shrink as Lk
- * grows. Returns false, with nothing queued and no failure recorded, when GEMM_MIN_ROWS rows
- * at len do not fit the budget or the device has no room for the workspace. */
+ * grows. Returns false, with nothing queued and no failure recorded, when the device has no
+ * room for the workspace. */
 template <typename C>
 static bool attend_gemm(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a, size_t budget)
 {
@@ -489,8 +490,10 @@ static bool attend_gemm(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a, size_t
         const int64_t ld = (lk + SCORE_ALIGN - 1) / SCORE_ALIGN * SCORE_ALIGN;
         return (size_t)(batch * rows * ld * per_score + rows * per_row + 3 * 256);
     };
-    const int64_t min_rows = T < GEMM_MIN_ROWS ? T : GEMM_MIN_ROWS;
-    if (need(min_rows, a->len) > budget) return false;
+    /* a long context gets room for LONG_ROWS rows beyond the budget (out of memory still
+     * falls back to the tiled kernel) */
+    const size_t long_rows = need(T < LONG_ROWS ? T : LONG_ROWS, a->len);
+    budget = budget > long_rows ? budget : long_rows;
     const size_t bytes = need(T, a->len) < budget ? need(T, a->len) : budget;
     char *ws = (char *)spare_workspace(ctx, bytes);
     if (!ws) return false;
