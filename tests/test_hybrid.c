@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/model.h"
 #include "testutil.h"
 
 static const char *const presets[] = {"tiny-hybrid-m2", "tiny-hybrid-gdn"};
@@ -204,6 +205,29 @@ START_TEST(huge_capacity_is_refused)
 }
 END_TEST
 
+/* A state holds exactly the positions it was created for (the cache memory `hylo info`
+ * counts), and grows at least geometrically past them. */
+START_TEST(state_capacity_is_exact_then_geometric)
+{
+    char *dir = make_hybrid(presets[0], HYLO_BF16, 1);
+    hylo_error err = {0};
+    hylo_model *m = NULL;
+    hylo_state *s = NULL;
+    ck_assert_ok(hylo_model_load(dir, &m, &err), &err);
+    ck_assert_ok(hylo_state_create(m, 100, &s, &err), &err);
+    ck_assert_int_eq(s->capacity, 100);
+    ck_assert_ok(hylo_state_reserve(s, 100, &err), &err);
+    ck_assert_int_eq(s->capacity, 100);
+    ck_assert_ok(hylo_state_reserve(s, 101, &err), &err);
+    ck_assert_int_eq(s->capacity, 200);
+    ck_assert_ok(hylo_state_reserve(s, 1000, &err), &err);
+    ck_assert_int_eq(s->capacity, 1000);
+    hylo_state_free(s);
+    hylo_model_free(m);
+    free(dir);
+}
+END_TEST
+
 /* hylo_init_random of a teacher over a directory that held a hybrid leaves a teacher: the
  * hybrid's hybrid_config.json goes, and the directory loads as (and equals) a fresh teacher. */
 START_TEST(teacher_written_over_a_hybrid_is_a_teacher)
@@ -246,6 +270,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, cli_runs_and_describes_hybrids, 0, 2);
     tcase_add_loop_test(tc, layer_by_layer_equals_forward, 0, 2);
     tcase_add_test(tc, huge_capacity_is_refused);
+    tcase_add_test(tc, state_capacity_is_exact_then_geometric);
     tcase_add_loop_test(tc, teacher_written_over_a_hybrid_is_a_teacher, 0, 2);
     suite_add_tcase(s, tc);
     return s;

@@ -118,8 +118,11 @@ hylo_status hylo_state_reserve(hylo_state *state, int64_t needed, hylo_error *er
     if (needed > MAX_POSITIONS)
         return hylo_error_set(err, HYLO_ERR_RANGE, "%lld positions exceed the limit of 2^40",
                               (long long)needed);
-    int64_t cap = state->capacity > 0 ? state->capacity : 16;
-    while (cap < needed) cap *= 2;
+    /* exactly what the first reservation asks for (a state created for N positions holds N,
+     * as `hylo info` counts them), then at least doubling, so appends cost O(1) each */
+    int64_t cap = state->capacity > 0 ? 2 * state->capacity : needed;
+    if (cap < needed) cap = needed;
+    if (cap > MAX_POSITIONS) cap = MAX_POSITIONS;
     const hylo_model *m = state->model;
     const size_t value = cache_value_bytes(state);
     for (int64_t i = 0; i < m->cfg.num_layers; i++) {
