@@ -21,6 +21,7 @@ typedef cudaMemcpyKind hipMemcpyKind;
 #define hipGetLastError cudaGetLastError
 #define hipMalloc cudaMalloc
 #define hipFree cudaFree
+#define hipMemGetInfo cudaMemGetInfo
 #define hipMemcpy cudaMemcpy
 #define hipMemcpyAsync cudaMemcpyAsync
 #define hipMemsetAsync cudaMemsetAsync

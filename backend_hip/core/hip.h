@@ -106,6 +106,8 @@ hylo_status hylo_hip_copy(void *ctx, void *dst, const void *src, size_t bytes, h
 /* The same without a context (weights), on the default stream, waiting for completion. */
 hylo_status hylo_hip_device_alloc(void **p, size_t bytes, hylo_error *err);
 void hylo_hip_device_free(void *p);
+/* Bytes of the current device's memory in use (by every process), or -1. */
+int64_t hylo_hip_device_used(void);
 hylo_status hylo_hip_device_upload(void *dst, const void *src, size_t bytes, hylo_error *err);
 /* dst [n] = src [n] rounded to bf16 (nearest even), both device memory. */
 hylo_status hylo_hip_device_to_bf16(const float *src, uint16_t *dst, int64_t n, hylo_error *err);

@@ -61,6 +61,16 @@ hylo_status hylo_hip_device_alloc(void **p, size_t bytes, hylo_error *err)
     return HYLO_OK;
 }
 
+int64_t hylo_hip_device_used(void)
+{
+    size_t free_bytes = 0, total = 0;
+    if (hipMemGetInfo(&free_bytes, &total) != hipSuccess) {
+        (void)hipGetLastError();
+        return -1;
+    }
+    return (int64_t)(total - free_bytes);
+}
+
 void hylo_hip_device_free(void *p)
 {
     if (p) (void)hipFree(p); /* nothing to report a failed release to */

@@ -258,7 +258,10 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
     if (rc == 0 && long_ctx > 0) {
         hylo_state *s = NULL;
         double tpot = 0.0;
+        /* the device memory the state takes: caches, recurrent states, its context */
+        const int64_t used_before = hylo_hip_device_used();
         hylo_status st = hylo_state_create(m, long_ctx + u->steps + 1, &s, &err);
+        const int64_t state_bytes = hylo_hip_device_used() - used_before;
         if (st == HYLO_OK) st = hylo_state_fill_random(s, long_ctx, 7, &err);
         if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &err);
         hylo_state_free(s);
@@ -270,9 +273,10 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
         } else {
             print_row(name, "long", long_ctx, 0.0, 0.0, tpot,
                       weight_bytes + (double)long_ctx * k.cache_per_token + 2.0 * k.state_bytes, u);
-            printf("%-26s cache %.1f MB at %lld positions (%s), states %.1f MB\n", name,
-                   (double)long_ctx * k.cache_per_token / 1e6, (long long)long_ctx,
-                   u->bf16 ? "bf16" : "fp32", k.state_bytes / 1e6);
+            printf("%-26s cache %.1f MB at %lld positions (%s), states %.1f MB; the state "
+                   "takes %.1f MB of device memory (with its context's workspaces)\n",
+                   name, (double)long_ctx * k.cache_per_token / 1e6, (long long)long_ctx,
+                   u->bf16 ? "bf16" : "fp32", k.state_bytes / 1e6, (double)state_bytes / 1e6);
         }
     }
     free(tokens);
