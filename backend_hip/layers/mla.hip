@@ -87,11 +87,13 @@ static void mla_append(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double 
 /* Naive attention over positions 0 .. len - 1 into o [T, H, v]: kv [len, Hm, dkv] =
  * latent kv_b^T (fp32); with a k_norm the keys [len, Hm, dq] are rebuilt,
  *   k(j, g) = k_norm([k_nope(j, g) | k_pe_j]), its rope slice rotated to j;
- * otherwise keys are [k_nope(j, g) | k_pe_j], k_pe widened from the cache into keys
- * [len, rope]. */
+ * otherwise keys are [k_nope(j, g) | k_pe_j], k_pe read from the cache. A bf16 context
+ * attends over bf16 copies (kv and the rebuilt keys rounded into `half`, k_pe the bf16 cache
+ * itself), as the teacher's attention does over its bf16 caches: the prefill's products then
+ * run on bf16 operands; an fp32 context widens k_pe into keys [len, rope] and stays fp32. */
 static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
                       const hylo_mla_cache *cache, const float *q, int64_t T, int64_t len,
-                      float *kv, float *keys, float *o)
+                      float *kv, float *keys, uint16_t *half, float *o)
 {
     const hylo_mla_dims *d = &L->dims;
     const int64_t Hm = d->kv_heads, nope = d->nope, rope = d->rope, dq = nope + rope;
@@ -124,10 +126,27 @@ static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *
         a.ka_row = a.kb_row = Hm * dq;
         a.ka_head = a.kb_head = dq;
         a.kb = keys + nope;
+    } else if (ctx->bf16) {
+        a.kb = cache->k_pe;
+        a.kb_row = rope;
     } else {
         hylo_hip_cache_read_rows(ctx, keys, rope, cache->k_pe, rope, len, rope);
         a.kb = keys;
         a.kb_row = rope;
+    }
+    if (ctx->bf16) {
+        /* the value and key parts in bf16: kv, then the rebuilt keys (k_norm) */
+        uint16_t *kv16 = half, *keys16 = half + len * Hm * dkv;
+        hylo_hip_to_bf16(ctx, kv, kv16, len * Hm * dkv);
+        a.v = kv16 + nope;
+        if (L->w.k_norm) {
+            hylo_hip_to_bf16(ctx, keys, keys16, len * Hm * dq);
+            a.ka = keys16;
+            a.kb = keys16 + nope;
+        } else {
+            a.ka = kv16;
+        }
+        a.bf16 = true;
     }
     hylo_hip_attend(ctx, &a);
 }
@@ -186,8 +205,9 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
      * k_pe [T, rope], o [T, H, v], then naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm)
      * or [len, rope]; absorbed: q_cat [T, H, r + rope], o_lat [T, H, r] */
     const int64_t common = T * d->q_rank + T * H * dq + 2 * T * (r + rope) + T * H * d->v;
-    const int64_t form = absorbed ? T * H * (r + rope) + T * H * r
-                                  : len * Hm * dkv + len * (L->w.k_norm ? Hm * dq : rope);
+    const int64_t keys = len * (L->w.k_norm ? Hm * dq : rope);
+    const int64_t half = ctx->bf16 ? (len * Hm * dkv + (L->w.k_norm ? keys : 0) + 1) / 2 : 0;
+    const int64_t form = absorbed ? T * H * (r + rope) + T * H * r : len * Hm * dkv + keys + half;
     float *q_a = (float *)hylo_hip_workspace(ctx, HYLO_HIP_LAYER,
                                              (size_t)(common + form) * sizeof(float));
     if (!q_a) return hylo_hip_status(ctx, err);
@@ -198,7 +218,8 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
     if (absorbed)
         mla_absorbed(ctx, L, kv_b, cache, q, T, len, extra, extra + T * H * (r + rope), o);
     else
-        mla_naive(ctx, L, freq, cache, q, T, len, extra, extra + len * Hm * dkv, o);
+        mla_naive(ctx, L, freq, cache, q, T, len, extra, extra + len * Hm * dkv,
+                  (uint16_t *)(extra + len * Hm * dkv + keys), o);
     const int64_t q_nope_shape[] = {T, H, d->nope}, q_pe_shape[] = {T, H, rope};
     const int64_t latent_shape[] = {T, r}, k_pe_shape[] = {T, rope}, o_shape[] = {T, H, d->v};
     hylo_hip_trace_slice(ctx, tr, "mla.q_nope", q, T * H, dq, 0, d->nope, 3, q_nope_shape);
