@@ -852,6 +852,11 @@ static void run_ops(uint64_t seed)
         check_mamba2(seed, "stock layout", stock, 37, bf16);
         check_mamba2(seed, "upcycled layout", upcycled, 37, bf16);
         check_mamba2(seed, "Llama-1B sizes", llama1b, 300, bf16);
+        setenv("HYLO_HIP_SSD_BUDGET", "50000", 1); /* chunks of the SSD in slabs of 2 + 1 */
+        check_mamba2(seed, "stock layout, slabs", stock, 37, bf16);
+        setenv("HYLO_HIP_SSD_BUDGET", "1", 1); /* one chunk a slab, the last one of 88 tokens */
+        check_mamba2(seed, "Llama-1B sizes, slabs", llama1b, 600, bf16);
+        unsetenv("HYLO_HIP_SSD_BUDGET");
         check_gdn(seed, "Hk 2 Hv 4", small, 37, bf16);
         check_gdn(seed, "HyLo-1B sizes", hylo1b, 150, bf16);
     }
