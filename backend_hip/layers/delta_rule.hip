@@ -1,15 +1,22 @@
 /* delta_rule.hip: the gated delta rule of Gated DeltaNet (spec sec. 5): the token recurrence
  * for decode steps and the chunked WY / UT-transform form for prefills, as equations (1)-(4)
- * of ref/layers/delta_rule.c. The columns of a head's state S [dk, dv] evolve independently,
- * so both split every head across blocks of columns. Chunked: each chunk's WY factors are
- * built in parallel, then one pass over the chunks per column block carries the state. fp32,
- * the state updated in place. Value head hv reads q/k head hv / (Hv / Hk). */
+ * of ref/layers/delta_rule.c. fp32, the state updated in place. Value head hv reads q/k head
+ * hv / (Hv / Hk). Recurrence: the columns of a head's state S [dk, dv] evolve independently,
+ * so it splits every head across blocks of columns. Chunked: every product of a chunk goes
+ * through the GEMM launcher (cuBLAS / hipBLAS or the built-in kernel), the state-free ones
+ * batched over every (head, chunk) of a segment of chunks, the two that read the state batched
+ * over the heads, chunk after chunk.
+ *
+ * Environment (checks): HYLO_HIP_GDN_BUDGET (bytes) replaces GDN_BUDGET. */
+#include <stdlib.h>
+
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-#define COLS 32               /* state columns of a recurrence block      */
+#define COLS 32                        /* state columns of a recurrence block            */
 #define RULE_THREADS 256
-#define SHARED_LIMIT (48 * 1024)
+#define SHARED_LIMIT (48 * 1024)       /* shared memory of a block without opting in     */
+#define GDN_BUDGET ((size_t)256 << 20) /* bytes of the chunked form's workspace, at most */
 
 /* Block (column block, hv), thread (row group rg, column e): for each token, with
  * k, q the token's vectors and RG = blockDim / COLS row groups splitting the dk rows,
@@ -66,51 +73,129 @@ __global__ void __launch_bounds__(RULE_THREADS)
     }
 }
 
-/* Block (chunk c, hv): the chunk's n tokens from t0, with G the cumulative log-decays and
- * D_ij = e^(G_i - G_j):
- *   A = diag(beta) (K K^T o D)_strict ;  T = (I + A)^-1 (forward substitution, row by row:
- *   T_i = e_i - sum_{m<i} A_im T_m) ;  W = T diag(beta e^G) K ;  U = T diag(beta) V ;
- *   L = (Q K^T o D)_lower (diagonal kept)
- * into Gc [Hv, nc, C], W [Hv, nc, C, dk], U [Hv, nc, C, dv], L [Hv, nc, C, C] (rows and
- * columns past n zero). Shared: G, beta, beta e^G [C], A then T [C][C], one row [C]. */
+/* ------------------------------------------------------------------------------------------ */
+/* Chunked form through the GEMM launcher                                                      */
+/* ------------------------------------------------------------------------------------------ */
+/* Chunk of n <= C tokens from t0, value head h (q/k head h / (Hv / Hk)), state S_0 [dk, dv] on
+ * entry, G_i = sum_{s <= i} g_s, G_last = G_(n-1); K, Q [C, dk], V [C, dv] its rows (zero past
+ * n). Equations (2)-(4) of ref/layers/delta_rule.c with
+ *   A = diag(beta) (K K^T o D)_strict ,  D_ij = e^(G_i - G_j) ;  T = (I + A)^-1
+ *   W = T diag(beta e^G) K [C, dk] ;  U = T diag(beta) V [C, dv] ;  L = (Q K^T o D)_lower
+ *   Qs = diag(e^G) Q ;  Kt = diag(e^(G_last - G)) K
+ * give U~ = U - W S_0, O = Qs S_0 + L U~ and S_n = e^(G_last) S_0 + Kt^T U~. Since L U~ =
+ * L U - (L W) S_0, the output needs only S-free factors besides S_0:
+ *   O = L U + Q' S_0 ,  Q' = Qs - L W                                                     (5)
+ * so that one GEMM with A = [W; -Q'] [2C, dk] and C = [U; L U] [2C, dv], alpha -1, beta 1,
+ * yields [U~; O] (the same terms as U - W S_0 and Qs S_0 + L U~, associated differently).
+ * Every exponent is <= 0 (g <= 0, e^(G_i - G_j) formed only for j <= i).
+ *
+ * The sequence runs in segments of cs chunks (as many as the OP workspace budget holds), the
+ * state carried across them. A segment's slots s = h cs + c (head h, chunk c of the segment)
+ * each hold, in the OP workspace:
+ *   Gc [C]            G (past n: G_last)
+ *   X  [2C, dk]       [K; Q]
+ *   Kt [C, dk]        diag(e^(G_last - G)) K
+ *   B  [C, dk + dv]   [diag(beta e^G) K | diag(beta) V]
+ *   R  [2C, C]        [K; Q] K^T, then [T; L]
+ *   F  [2C, dk + dv]  [W | U ; -Q' | L U], then [. | U~ ; . | O]
+ * (rows past n zero), slot arrays one after the other, so that a slot is a fixed stride from
+ * the next and a head's slot of chunk c a fixed stride (cs slots) from the next head's.
+ * Per segment (launches):
+ *   load     Gc, X, Kt, B, F's lower half [-Qs | 0]                       (kernel)
+ *   R = X X_top^T                          batched over the slots  [2C, C], K dk  (GEMM)
+ *   factor   A, T (forward substitution), L, over R                      (kernel)
+ *   F_top = T B            = [W | U]       batched over the slots  [C, dk + dv], K C  (GEMM)
+ *   F_bot += L F_top       = [-Q' | L U]   batched over the slots  [C, dk + dv], K C  (GEMM)
+ *   per chunk c, in order, batched over the heads (the state S [Hv, dk, dv], dk dv apart):
+ *     F[:, dk:] -= F[:, :dk] S     = [U~; O]          [C + n, dv], K dk  (GEMM)
+ *     S <- e^(G_last) S            (per-head factor: BLAS beta is one per batch)  (kernel)
+ *     S += Kt^T F_top[:, dk:]      = + Kt^T U~        [dk, dv], K n      (GEMM)
+ *   output   o rows t0 .. of head h <- O                                   (kernel)
+ * GEMMs in fp32 (fp32 operands and accumulation, as core/gemm.hip runs them). */
+
+/* Block (c, h) of a segment starting at chunk c0, slot s = h cs + c: writes Gc, X, Kt, B and
+ * the lower half of F ([-diag(e^G) Q | 0]); rows past n zero. Shared: G, g then e^G, beta,
+ * e^(G_last - G) [C] each. */
 __global__ void __launch_bounds__(RULE_THREADS)
-    rule_chunk_prep(const float *q, const float *k, const float *v, const float *g,
-                    const float *beta, float *Gc, float *W, float *U, float *L, int64_t T,
-                    int64_t Hk, int64_t Hv, int64_t dk, int64_t dv, int64_t C, int64_t nc)
+    rule_chunk_load(const float *q, const float *k, const float *v, const float *g,
+                    const float *beta, float *Gc, float *X, float *Kt, float *B, float *F,
+                    int64_t T, int64_t Hk, int64_t Hv, int64_t dk, int64_t dv, int64_t C,
+                    int64_t c0, int64_t cs)
 {
     extern __shared__ float sh[];
-    const int64_t c = blockIdx.x, hv = blockIdx.y, hk = hv / (Hv / Hk), t0 = c * C;
-    const int64_t n = T - t0 < C ? T - t0 : C, slot = hv * nc + c;
-    float *Gs = sh, *bs = Gs + C, *bw = bs + C, *At = bw + C, *row = At + C * C;
-    const int64_t kq = Hk * dk; /* row stride of q and k */
-    const float *K = k + t0 * kq + hk * dk, *Qm = q + t0 * kq + hk * dk;
-    const float *V = v + (t0 * Hv + hv) * dv;
-    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) bs[i] = i < n ? beta[(t0 + i) * Hv + hv] : 0.0f;
+    const int64_t c = blockIdx.x, hv = blockIdx.y, hk = hv / (Hv / Hk), t0 = (c0 + c) * C;
+    const int64_t n = T - t0 < C ? T - t0 : C, s = hv * cs + c, DW = dk + dv, kq = Hk * dk;
+    float *Gs = sh, *eg = Gs + C, *bs = eg + C, *tail = bs + C;
+    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+        eg[i] = i < n ? g[(t0 + i) * Hv + hv] : 0.0f; /* g, summed below */
+        bs[i] = i < n ? beta[(t0 + i) * Hv + hv] : 0.0f;
+    }
+    __syncthreads();
     if (threadIdx.x == 0) {
         double acc = 0.0;
         for (int64_t i = 0; i < C; i++) {
-            if (i < n) acc += g[(t0 + i) * Hv + hv];
+            acc += eg[i];
             Gs[i] = (float)acc;
         }
     }
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) bw[i] = bs[i] * expf(Gs[i]);
+    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+        eg[i] = expf(Gs[i]);
+        tail[i] = i < n ? expf(Gs[C - 1] - Gs[i]) : 0.0f;
+        Gc[s * C + i] = Gs[i];
+    }
+    __syncthreads();
+    float *Xs = X + s * 2 * C * dk, *Kts = Kt + s * C * dk, *Bs = B + s * C * DW;
+    float *Fb = F + (s * 2 * C + C) * DW;
+    for (int64_t i = 0; i < C; i++) {
+        const bool on = i < n;
+        const float *ki = k + (t0 + i) * kq + hk * dk, *qi = q + (t0 + i) * kq + hk * dk;
+        const float *vi = v + ((t0 + i) * Hv + hv) * dv;
+        for (int64_t d = threadIdx.x; d < dk; d += blockDim.x) {
+            const float kv = on ? ki[d] : 0.0f, qv = on ? qi[d] : 0.0f;
+            Xs[i * dk + d] = kv;
+            Xs[(C + i) * dk + d] = qv;
+            Kts[i * dk + d] = tail[i] * kv;
+            Bs[i * DW + d] = bs[i] * eg[i] * kv;
+            Fb[i * DW + d] = -eg[i] * qv;
+        }
+        for (int64_t col = threadIdx.x; col < dv; col += blockDim.x) {
+            Bs[i * DW + dk + col] = on ? bs[i] * vi[col] : 0.0f;
+            Fb[i * DW + dk + col] = 0.0f;
+        }
+    }
+}
+
+/* Block (c, h), slot s = h cs + c, over R_s = [K K^T; Q K^T] [2C, C]:
+ *   A_ij = beta_i e^(G_i - G_j) (K K^T)_ij (j < i < n) ;  T = (I + A)^-1 by forward
+ *   substitution, row by row: T_i = e_i - sum_{m<i} A_im T_m ;  L_ij = e^(G_i - G_j) (Q K^T)_ij
+ *   (j <= i < n)
+ * written over R_s as [T; L] (rows and columns past n zero). Shared: A then T [C][C], G and
+ * beta [C], one row [C]. */
+__global__ void __launch_bounds__(RULE_THREADS)
+    rule_chunk_factor(const float *Gc, const float *beta, float *R, int64_t T, int64_t Hv,
+                      int64_t C, int64_t c0, int64_t cs)
+{
+    extern __shared__ float sh[];
+    const int64_t c = blockIdx.x, hv = blockIdx.y, t0 = (c0 + c) * C;
+    const int64_t n = T - t0 < C ? T - t0 : C, s = hv * cs + c;
+    float *At = sh, *Gs = At + C * C, *bs = Gs + C, *row = bs + C;
+    float *Rs = R + s * 2 * C * C;
+    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+        Gs[i] = Gc[s * C + i];
+        bs[i] = i < n ? beta[(t0 + i) * Hv + hv] : 0.0f;
+    }
+    __syncthreads();
     for (int64_t e = threadIdx.x; e < C * C; e += blockDim.x) {
         const int64_t i = e / C, j = e % C;
         float a = 0.0f, l = 0.0f;
         if (i < n && j <= i) {
-            float kk = 0.0f, qk = 0.0f;
-            for (int64_t d = 0; d < dk; d++) {
-                const float kj = K[j * kq + d];
-                kk += K[i * kq + d] * kj;
-                qk += Qm[i * kq + d] * kj;
-            }
             const float decay = expf(Gs[i] - Gs[j]);
-            if (j < i) a = bs[i] * kk * decay;
-            l = qk * decay;
+            if (j < i) a = bs[i] * Rs[e] * decay;
+            l = Rs[C * C + e] * decay;
         }
         At[e] = a;
-        L[slot * C * C + e] = l;
+        Rs[C * C + e] = l;
     }
     __syncthreads();
     for (int64_t i = 0; i < n; i++) {
@@ -123,84 +208,39 @@ __global__ void __launch_bounds__(RULE_THREADS)
         for (int64_t col = threadIdx.x; col < C; col += blockDim.x) At[i * C + col] = row[col];
         __syncthreads();
     }
-    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) Gc[slot * C + i] = Gs[i];
-    for (int64_t e = threadIdx.x; e < C * dk; e += blockDim.x) {
-        const int64_t i = e / dk, d = e % dk;
-        float acc = 0.0f;
-        if (i < n)
-            for (int64_t m = 0; m <= i; m++) acc += At[i * C + m] * bw[m] * K[m * kq + d];
-        W[slot * C * dk + e] = acc;
-    }
-    for (int64_t e = threadIdx.x; e < C * dv; e += blockDim.x) {
-        const int64_t i = e / dv, col = e % dv;
-        float acc = 0.0f;
-        if (i < n)
-            for (int64_t m = 0; m <= i; m++) acc += At[i * C + m] * bs[m] * V[m * Hv * dv + col];
-        U[slot * C * dv + e] = acc;
+    for (int64_t e = threadIdx.x; e < C * C; e += blockDim.x) Rs[e] = At[e];
+}
+
+/* Block (x, h): head h's state S_h [dk, dv] (per_head values, S [Hv, dk, dv]) times
+ * e^(G_last) of its slot h cs + c (Gc's last entry). */
+__global__ void rule_state_decay(const float *Gc, float *S, int64_t per_head, int64_t C,
+                                 int64_t cs, int64_t c)
+{
+    const int64_t h = blockIdx.y;
+    const float decay = expf(Gc[(h * cs + c) * C + C - 1]);
+    float *Sh = S + h * per_head;
+    for (int64_t i = hylo_first(); i < per_head; i += hylo_stride()) Sh[i] *= decay;
+}
+
+/* o [T, Hv, dv] rows t0 .. t0 + count - 1 (the segment's tokens, from its first chunk) <- O,
+ * the columns dk .. of F's rows C + i of slot h cs + i / C. */
+__global__ void rule_chunk_output(const float *F, float *o, int64_t t0, int64_t count,
+                                  int64_t Hv, int64_t dk, int64_t dv, int64_t C, int64_t cs)
+{
+    const int64_t row = Hv * dv, DW = dk + dv;
+    for (int64_t e = hylo_first(); e < count * row; e += hylo_stride()) {
+        const int64_t t = e / row, hv = (e % row) / dv, col = e % dv;
+        const int64_t s = hv * cs + t / C;
+        o[t0 * row + e] = F[(s * 2 * C + C + t % C) * DW + dk + col];
     }
 }
 
-/* Block (column block of BC columns from e0, hv): the state columns Ss [dk][BC] carried over
- * the chunks in order. Per chunk (n tokens from t0, G its log-decays, G_last = G[n-1]):
- *   U~ = U - W S                                                  [n, BC]
- *   O_i = e^(G_i) q_i^T S + sum_{j<=i} L_ij U~_j                   (the state on entry)
- *   S <- e^(G_last) S + sum_j e^(G_last - G_j) k_j U~_j^T
- * Shared: Ss [dk][BC], U~ [C][BC], and per chunk e^(G_i), e^(G_last - G_j) [C] each. */
-__global__ void __launch_bounds__(RULE_THREADS)
-    rule_chunk_scan(const float *q, const float *k, const float *Gc, const float *W,
-                    const float *U, const float *L, float *S, float *o, int64_t T, int64_t Hk,
-                    int64_t Hv, int64_t dk, int64_t dv, int64_t C, int64_t nc, int64_t BC)
+/* HYLO_HIP_GDN_BUDGET (bytes; checks force segments with it), else GDN_BUDGET. */
+static size_t chunk_budget(void)
 {
-    extern __shared__ float sh[];
-    const int64_t hv = blockIdx.y, hk = hv / (Hv / Hk), e0 = (int64_t)blockIdx.x * BC;
-    const int64_t width = dv - e0 < BC ? dv - e0 : BC, kq = Hk * dk;
-    float *Ss = sh, *Ut = Ss + dk * BC, *eg = Ut + C * BC, *tail = eg + C;
-    float *Sh = S + hv * dk * dv + e0;
-    for (int64_t e = threadIdx.x; e < dk * BC; e += blockDim.x) {
-        const int64_t d = e / BC, col = e % BC;
-        Ss[e] = col < width ? Sh[d * dv + col] : 0.0f;
-    }
-    for (int64_t c = 0; c < nc; c++) {
-        const int64_t t0 = c * C, n = T - t0 < C ? T - t0 : C, slot = hv * nc + c;
-        const float *Wc = W + slot * C * dk, *Uc = U + slot * C * dv, *Lc = L + slot * C * C;
-        const float G_last = Gc[slot * C + n - 1];
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-            eg[i] = expf(Gc[slot * C + i]);
-            tail[i] = expf(G_last - Gc[slot * C + i]);
-        }
-        __syncthreads();
-        for (int64_t e = threadIdx.x; e < n * BC; e += blockDim.x) {
-            const int64_t i = e / BC, col = e % BC;
-            float acc = col < width ? Uc[i * dv + e0 + col] : 0.0f;
-            for (int64_t d = 0; d < dk; d++) acc -= Wc[i * dk + d] * Ss[d * BC + col];
-            Ut[e] = acc;
-        }
-        __syncthreads();
-        for (int64_t e = threadIdx.x; e < n * BC; e += blockDim.x) {
-            const int64_t i = e / BC, col = e % BC;
-            if (col >= width) continue;
-            const float *qi = q + (t0 + i) * kq + hk * dk;
-            float from_state = 0.0f;
-            for (int64_t d = 0; d < dk; d++) from_state += qi[d] * Ss[d * BC + col];
-            float acc = eg[i] * from_state;
-            for (int64_t j = 0; j <= i; j++) acc += Lc[i * C + j] * Ut[j * BC + col];
-            o[((t0 + i) * Hv + hv) * dv + e0 + col] = acc;
-        }
-        __syncthreads();
-        const float decay = expf(G_last);
-        for (int64_t e = threadIdx.x; e < dk * BC; e += blockDim.x) {
-            const int64_t d = e / BC, col = e % BC;
-            float acc = decay * Ss[e];
-            for (int64_t j = 0; j < n; j++)
-                acc += tail[j] * k[(t0 + j) * kq + hk * dk + d] * Ut[j * BC + col];
-            Ss[e] = acc;
-        }
-        __syncthreads();
-    }
-    for (int64_t e = threadIdx.x; e < dk * BC; e += blockDim.x) {
-        const int64_t d = e / BC, col = e % BC;
-        if (col < width) Sh[d * dv + col] = Ss[e];
-    }
+    const char *e = getenv("HYLO_HIP_GDN_BUDGET");
+    const unsigned long long b = e ? strtoull(e, NULL, 10) : 0;
+    return b > 0 ? (size_t)b : GDN_BUDGET;
 }
 
 void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const float *q,
@@ -223,28 +263,62 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
         hylo_hip_launched(ctx, "delta rule recurrence");
         return;
     }
-    const int64_t C = d->chunk < T ? d->chunk : T, nc = (T + C - 1) / C;
-    const size_t prep_shared = (size_t)(C * C + 4 * C) * sizeof(float);
-    /* 16 columns a block: Hv dv / 16 blocks in flight (192 for HyLo-1B) */
-    int64_t BC = 16;
-    while (BC > 4 && (size_t)(dk * BC + C * BC + 2 * C) * sizeof(float) > SHARED_LIMIT) BC /= 2;
-    const size_t scan_shared = (size_t)(dk * BC + C * BC + 2 * C) * sizeof(float);
-    if (prep_shared > SHARED_LIMIT || scan_shared > SHARED_LIMIT) {
-        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: gdn chunk %lld with head_k %lld too large",
-                      (long long)C, (long long)dk);
+    const int64_t C = d->chunk < T ? d->chunk : T, nc = (T + C - 1) / C, DW = dk + dv;
+    const size_t factor_shared = (size_t)(C * C + 3 * C) * sizeof(float);
+    if (factor_shared > SHARED_LIMIT &&
+        !hylo_hip_check(ctx, hipFuncSetAttribute((const void *)rule_chunk_factor,
+                                                 hipFuncAttributeMaxDynamicSharedMemorySize,
+                                                 (int)factor_shared),
+                        "gdn chunk factors: shared memory for the chunk length"))
         return;
+    /* floats of a slot: Gc C, X 2C dk, Kt C dk, B C DW, R 2C C, F 2C DW; cs chunks a segment */
+    const int64_t slot_n = C * (1 + 3 * dk + 3 * DW + 2 * C);
+    const size_t chunk_bytes = (size_t)(Hv * slot_n) * sizeof(float);
+    const int64_t fit = (int64_t)(chunk_budget() / chunk_bytes);
+    const int64_t seg = fit < 1 ? 1 : fit < nc ? fit : nc;
+    float *work = (float *)hylo_hip_workspace(ctx, HYLO_HIP_OP, (size_t)seg * chunk_bytes);
+    if (!work) return;
+    const unsigned decay_blocks = hylo_hip_blocks((dk * dv + 3) / 4); /* 4 values a thread */
+    for (int64_t c0 = 0; c0 < nc; c0 += seg) {
+        const int64_t cs = nc - c0 < seg ? nc - c0 : seg, slots = Hv * cs;
+        const int64_t t_seg = c0 * C, count = (T - t_seg < cs * C ? T - t_seg : cs * C);
+        float *Gc = work, *X = Gc + slots * C, *Kt = X + slots * 2 * C * dk;
+        float *B = Kt + slots * C * dk, *R = B + slots * C * DW, *F = R + slots * 2 * C * C;
+        const dim3 grid((unsigned)cs, (unsigned)Hv);
+        rule_chunk_load<<<grid, RULE_THREADS, 4 * C * sizeof(float), stream>>>(
+            q, k, v, g, beta, Gc, X, Kt, B, F, T, Hk, Hv, dk, dv, C, c0, cs);
+        if (!hylo_hip_launched(ctx, "gdn chunk load")) return;
+        /* R = [K; Q] K^T */
+        hylo_hip_gemm_batched(ctx, HYLO_F32, false, true, 2 * C, C, dk, 1.0f, X, dk, 2 * C * dk,
+                              X, dk, 2 * C * dk, 0.0f, R, C, 2 * C * C, slots);
+        rule_chunk_factor<<<grid, RULE_THREADS, factor_shared, stream>>>(Gc, beta, R, T, Hv, C,
+                                                                         c0, cs);
+        if (!hylo_hip_launched(ctx, "gdn chunk factors")) return;
+        /* F_top = T B = [W | U] ;  F_bot += L F_top = [-Q' | L U] */
+        hylo_hip_gemm_batched(ctx, HYLO_F32, false, false, C, DW, C, 1.0f, R, C, 2 * C * C, B,
+                              DW, C * DW, 0.0f, F, DW, 2 * C * DW, slots);
+        hylo_hip_gemm_batched(ctx, HYLO_F32, false, false, C, DW, C, 1.0f, R + C * C, C,
+                              2 * C * C, F, DW, 2 * C * DW, 1.0f, F + C * DW, DW, 2 * C * DW,
+                              slots);
+        for (int64_t c = 0; c < cs; c++) {
+            const int64_t n = T - (c0 + c) * C < C ? T - (c0 + c) * C : C;
+            float *Fc = F + c * 2 * C * DW;
+            /* [U~; O] = [U; L U] - [W; -Q'] S   (rows C + n past: padding) */
+            hylo_hip_gemm_batched(ctx, HYLO_F32, false, false, C + n, dv, dk, -1.0f, Fc, DW,
+                                  cs * 2 * C * DW, S, dv, dk * dv, 1.0f, Fc + dk, DW,
+                                  cs * 2 * C * DW, Hv);
+            if (!hylo_hip_ok(ctx)) return;
+            rule_state_decay<<<dim3(decay_blocks, (unsigned)Hv), HYLO_HIP_THREADS, 0, stream>>>(
+                Gc, S, dk * dv, C, cs, c);
+            if (!hylo_hip_launched(ctx, "gdn state decay")) return;
+            /* S += Kt^T U~ */
+            hylo_hip_gemm_batched(ctx, HYLO_F32, true, false, dk, dv, n, 1.0f, Kt + c * C * dk,
+                                  dk, cs * C * dk, Fc + dk, DW, cs * 2 * C * DW, 1.0f, S, dv,
+                                  dk * dv, Hv);
+        }
+        if (!hylo_hip_ok(ctx)) return;
+        rule_chunk_output<<<hylo_hip_blocks(count * Hv * dv), HYLO_HIP_THREADS, 0, stream>>>(
+            F, o, t_seg, count, Hv, dk, dv, C, cs);
+        if (!hylo_hip_launched(ctx, "gdn chunk output")) return;
     }
-    /* OP workspace: Gc [Hv, nc, C], W [.., C, dk], U [.., C, dv], L [.., C, C] */
-    const int64_t slots = Hv * nc;
-    float *Gc = (float *)hylo_hip_workspace(
-        ctx, HYLO_HIP_OP, (size_t)(slots * C * (1 + dk + dv + C)) * sizeof(float));
-    if (!Gc) return;
-    float *W = Gc + slots * C, *U = W + slots * C * dk, *L = U + slots * C * dv;
-    rule_chunk_prep<<<dim3((unsigned)nc, (unsigned)Hv), RULE_THREADS, prep_shared, stream>>>(
-        q, k, v, g, beta, Gc, W, U, L, T, Hk, Hv, dk, dv, C, nc);
-    if (!hylo_hip_launched(ctx, "delta rule chunk factors")) return;
-    const dim3 grid((unsigned)((dv + BC - 1) / BC), (unsigned)Hv);
-    rule_chunk_scan<<<grid, RULE_THREADS, scan_shared, stream>>>(q, k, Gc, W, U, L, S, o, T, Hk,
-                                                                 Hv, dk, dv, C, nc, BC);
-    hylo_hip_launched(ctx, "delta rule chunk pass");
 }

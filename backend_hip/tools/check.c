@@ -859,6 +859,12 @@ static void run_ops(uint64_t seed)
         unsetenv("HYLO_HIP_SSD_BUDGET");
         check_gdn(seed, "Hk 2 Hv 4", small, 37, bf16);
         check_gdn(seed, "HyLo-1B sizes", hylo1b, 150, bf16);
+        check_gdn(seed, "HyLo-1B sizes, 5 chunks", hylo1b, 300, bf16); /* last of 44 tokens */
+        setenv("HYLO_HIP_GDN_BUDGET", "1", 1); /* the chunked rule one chunk a segment */
+        check_gdn(seed, "Hk 2 Hv 4, segments", small, 37, bf16);
+        setenv("HYLO_HIP_GDN_BUDGET", "10485760", 1); /* segments of 2 + 2 + 1 chunks */
+        check_gdn(seed, "HyLo-1B sizes, segments", hylo1b, 300, bf16);
+        unsetenv("HYLO_HIP_GDN_BUDGET");
     }
     check_kd_losses(seed);
 }
