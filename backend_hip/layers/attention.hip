@@ -217,14 +217,16 @@ __device__ inline float segment_reduce(float v, float *red, int64_t lanes, bool 
 /* How a decode block works through its positions (chosen on the host, see attend_decode). */
 typedef struct {
     int64_t span;    /* positions of a block                                              */
-    int64_t heads2;  /* the group's heads rounded up to a power of two                    */
+    int64_t heads;   /* query heads of a block: the group's, or a slice of them           */
+    int64_t slices;  /* blocks that share a group's positions, each with its heads        */
+    int64_t heads2;  /* `heads` rounded up to a power of two                              */
     int64_t subsets; /* key subsets summed apart in the value pass (chunked values)       */
     bool vec_k;      /* key rows of whole 16-byte chunks, 16-byte aligned                 */
     bool vec_v;      /* value rows likewise                                               */
 } split_plan;
 
-/* Block (split s, group g), one query: the group's heads over positions
- * j0 = s span .. j0 + n - 1.
+/* Block (split s, slice y of group g = y / slices), one query: the slice's heads (plan.heads
+ * of the group's, from (y % slices) plan.heads) over positions j0 = s span .. j0 + n - 1.
  *   scores:  thread jj computes P_hh,jj = scale q_hh . k_(j0+jj) for every head hh of the group
  *            (the key row read once, in 16-byte chunks);
  *   softmax: per head, over a segment of blockDim / heads2 threads,
@@ -234,9 +236,9 @@ typedef struct {
  *            adjacent chunks) and accumulates it for HEAD_BLOCK heads over the positions
  *            ks, ks + subsets, ...; the subsets' sums are then added in a fixed order (the
  *            result does not depend on scheduling). Otherwise thread (hh, d) sums column d.
- * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [group][qs] (qs = na + nb
- * rounded up to PAD, zero-padded), P [group][span + 1], and the subsets' sums
- * [subsets][group][nv] when chunked. */
+ * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [heads][qs] (qs = na + nb
+ * rounded up to PAD, zero-padded), P [heads][span + 1], and the subsets' sums
+ * [subsets][heads][nv] when chunked over several subsets. ("group" below counts the block's heads.) */
 template <typename C>
 __global__ void __launch_bounds__(SPLIT_THREADS)
     attend_split(hylo_hip_attend_args a, split_plan plan, float *part_o, float *part_ml)
@@ -244,13 +246,16 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
     extern __shared__ float smem[];
     __shared__ float red[SPLIT_THREADS];
     constexpr int per = 16 / sizeof(C); /* values of a 16-byte chunk */
-    const int64_t group = a.H / a.Hkv, g = blockIdx.y, s = blockIdx.x, nq = a.na + a.nb;
+    const int64_t g = blockIdx.y / plan.slices, s = blockIdx.x, nq = a.na + a.nb;
+    const int64_t h0 = g * (a.H / a.Hkv) + blockIdx.y % plan.slices * plan.heads; /* 1st head */
+    const int64_t group_end = (g + 1) * (a.H / a.Hkv);
+    const int64_t group = group_end - h0 < plan.heads ? group_end - h0 : plan.heads;
     const int64_t span = plan.span, j0 = s * span, n = a.len - j0 < span ? a.len - j0 : span;
     const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, ps = span + 1;
     float *Qs = smem, *P = Qs + group * qs, *sums = P + group * ps;
     for (int64_t e = threadIdx.x; e < group * qs; e += blockDim.x) {
         const int64_t hh = e / qs, d = e % qs;
-        Qs[e] = d < nq ? a.q[(g * group + hh) * nq + d] : 0.0f;
+        Qs[e] = hh < group && d < nq ? a.q[(h0 + hh) * nq + d] : 0.0f;
     }
     __syncthreads();
     for (int64_t jj = threadIdx.x; jj < n; jj += blockDim.x) {
@@ -282,13 +287,13 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
         }
     sum = segment_reduce(sum, red, lanes, false);
     if (hh < group && lane == 0) {
-        float *ml = part_ml + (s * a.H + g * group + hh) * 2;
+        float *ml = part_ml + (s * a.H + h0 + hh) * 2;
         ml[0] = mx;
         ml[1] = sum;
     }
     __syncthreads();
     const C *v0 = row_of<C>(a.v, a.v_row, a.v_head, j0, g);
-    float *out = part_o + (s * a.H + g * group) * a.nv; /* [group, nv] */
+    float *out = part_o + (s * a.H + h0) * a.nv; /* [group, nv] */
     if (!plan.vec_v) {
         for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
             const float *Pe = P + (e / a.nv) * ps;
@@ -303,7 +308,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
     const int64_t chunks = a.nv / per, hblocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
     const int64_t combos = chunks * hblocks;
     for (int64_t w = threadIdx.x; w < combos * plan.subsets; w += blockDim.x) {
-        const int64_t c = w % chunks, h0 = (w / chunks) % hblocks * HEAD_BLOCK, ks = w / combos;
+        const int64_t c = w % chunks, hb0 = (w / chunks) % hblocks * HEAD_BLOCK, ks = w / combos;
         float acc[HEAD_BLOCK][per];
 #pragma unroll
         for (int k = 0; k < HEAD_BLOCK; k++)
@@ -315,18 +320,20 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
             hylo_load16(v0 + jj * a.v_row + c * per, vv);
 #pragma unroll
             for (int k = 0; k < HEAD_BLOCK; k++) {
-                const float p = h0 + k < group ? P[(h0 + k) * ps + jj] : 0.0f;
+                const float p = hb0 + k < group ? P[(hb0 + k) * ps + jj] : 0.0f;
 #pragma unroll
                 for (int u = 0; u < per; u++) acc[k][u] += p * vv[u];
             }
         }
+        /* one subset: the sums are the outputs; several: added below in order */
+        float *dst = plan.subsets == 1 ? out : sums + ks * group * a.nv;
 #pragma unroll
         for (int k = 0; k < HEAD_BLOCK; k++)
-            if (h0 + k < group)
+            if (hb0 + k < group)
 #pragma unroll
-                for (int u = 0; u < per; u++)
-                    sums[(ks * group + h0 + k) * a.nv + c * per + u] = acc[k][u];
+                for (int u = 0; u < per; u++) dst[(hb0 + k) * a.nv + c * per + u] = acc[k][u];
     }
+    if (plan.subsets == 1) return;
     __syncthreads();
     for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
         float total = 0.0f;
@@ -587,30 +594,50 @@ static bool chunked(const void *base, int64_t width, int64_t row, int64_t head, 
     return width % per == 0 && row % per == 0 && head % per == 0 && (uintptr_t)base % 16 == 0;
 }
 
+/* Decode blocks to aim for: enough to fill a large GPU (an H100 has 132 multiprocessors). */
+#define DECODE_BLOCKS 256
+
 template <typename C>
 static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
     const hipStream_t stream = hylo_hip_stream(ctx);
     const int64_t group = a->H / a->Hkv, nq = a->na + a->nb;
     const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, per = 16 / (int64_t)sizeof(C);
-    split_plan plan = {MAX_SPAN, 1, 1, false, false};
-    while (plan.heads2 < group) plan.heads2 *= 2;
+    if (group > MAX_GROUP) {
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld query heads per KV group exceed "
+                      "a decode block's %d", (long long)group, MAX_GROUP);
+        return;
+    }
+    /* A short context has few spans: its blocks then take shorter spans and, for a large
+     * group (MLA's absorbed form: every head on one latent), slices of the group's heads of
+     * at least HEAD_BLOCK each, until there are DECODE_BLOCKS of them. */
+    split_plan plan = {MAX_SPAN, group, 1, 1, 1, false, false};
+    auto blocks = [&](const split_plan &p) {
+        return (a->len + p.span - 1) / p.span * a->Hkv * p.slices;
+    };
+    while (plan.span > 32 && blocks(plan) < DECODE_BLOCKS) plan.span /= 2;
+    while (plan.heads > HEAD_BLOCK && blocks(plan) < DECODE_BLOCKS) {
+        plan.heads = (plan.heads + 1) / 2;
+        plan.slices = (group + plan.heads - 1) / plan.heads;
+    }
+    while (plan.heads2 < plan.heads) plan.heads2 *= 2;
     plan.vec_k = chunked(a->ka, a->na, a->ka_row, a->ka_head, sizeof(C)) &&
                  (a->nb == 0 || chunked(a->kb, a->nb, a->kb_row, a->kb_head, sizeof(C)));
     plan.vec_v = chunked(a->v, a->nv, a->v_row, a->v_head, sizeof(C));
     if (plan.vec_v) {
-        /* as many key subsets as leave every thread of the block a (chunk, head block) */
-        const int64_t combos = a->nv / per * ((group + HEAD_BLOCK - 1) / HEAD_BLOCK);
-        plan.subsets = combos < SPLIT_THREADS ? SPLIT_THREADS / combos : 1;
+        /* as many key subsets as leave every thread of the block a (chunk, head block); none
+         * when half the threads have one already (their shared sums would shorten the span) */
+        const int64_t combos = a->nv / per * ((plan.heads + HEAD_BLOCK - 1) / HEAD_BLOCK);
+        plan.subsets = 2 * combos < SPLIT_THREADS ? SPLIT_THREADS / combos : 1;
     }
-    /* the longest span whose block fits the shared memory */
+    /* the longest span (up to the one chosen) whose block fits the shared memory */
     size_t shared = 0;
     for (; plan.span >= 32; plan.span /= 2) {
-        const int64_t sums = plan.vec_v ? plan.subsets * group * a->nv : 0;
-        shared = (size_t)(group * qs + group * (plan.span + 1) + sums) * sizeof(float);
+        const int64_t sums = plan.vec_v && plan.subsets > 1 ? plan.subsets * plan.heads * a->nv : 0;
+        shared = (size_t)(plan.heads * qs + plan.heads * (plan.span + 1) + sums) * sizeof(float);
         if (shared <= TILED_SHARED) break;
     }
-    if (group > MAX_GROUP || plan.span < 32) {
+    if (plan.span < 32) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld heads of %lld dims per group do "
                       "not fit a decode block", (long long)group, (long long)nq);
         return;
@@ -621,8 +648,8 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));
     if (!part) return;
     float *part_ml = part + nsplit * a->H * a->nv;
-    attend_split<C><<<dim3((unsigned)nsplit, (unsigned)a->Hkv), SPLIT_THREADS, shared, stream>>>(
-        *a, plan, part, part_ml);
+    const dim3 grid((unsigned)nsplit, (unsigned)(a->Hkv * plan.slices));
+    attend_split<C><<<grid, SPLIT_THREADS, shared, stream>>>(*a, plan, part, part_ml);
     if (!hylo_hip_launched(ctx, "attention (split)")) return;
     const dim3 columns((unsigned)((a->nv + COMBINE_COLS - 1) / COMBINE_COLS), (unsigned)a->H);
     attend_combine<<<columns, HYLO_HIP_THREADS, 0, stream>>>(part, part_ml, nsplit, a->H, a->nv,

@@ -42,6 +42,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
         const float decay = expf(g[i]);
         float part = 0.0f;
         if (on)
+#pragma unroll 8
             for (int64_t d = rg; d < dk; d += RG) {
                 const float s = Sh[d * dv + e] * decay;
                 Sh[d * dv + e] = s;
@@ -57,6 +58,7 @@ __global__ void __launch_bounds__(RULE_THREADS)
         __syncthreads();
         part = 0.0f;
         if (on)
+#pragma unroll 8
             for (int64_t d = rg; d < dk; d += RG) {
                 const float s = Sh[d * dv + e] + ks[d] * u[col];
                 Sh[d * dv + e] = s;

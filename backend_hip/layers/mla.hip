@@ -7,42 +7,6 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-/* Item (t, h, c), c < r + rope, q_cat [T, H, r + rope]:
- *   c < r:   q_cat = sum_i W_UK[g][i, c] q_nope_i      (the absorbed query q~ = W_UK^T q_nope)
- *   c >= r:  q_cat = q_pe_{c - r}                                                           */
-__global__ void absorb_kernel(const float *q, const float *kv_b, float *q_cat, int64_t T,
-                              int64_t H, int64_t group, int64_t nope, int64_t rope, int64_t r,
-                              int64_t dkv)
-{
-    const int64_t dq = nope + rope, w = r + rope;
-    for (int64_t item = hylo_first(); item < T * H * w; item += hylo_stride()) {
-        const int64_t th = item / w, c = item % w, g = (th % H) / group;
-        const float *qh = q + th * dq;
-        if (c >= r) {
-            q_cat[item] = qh[nope + c - r];
-            continue;
-        }
-        const float *W_UK = kv_b + g * dkv * r;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < nope; i++) acc += W_UK[i * r + c] * qh[i];
-        q_cat[item] = acc;
-    }
-}
-
-/* Item (t, h, i), i < v: o = W_UV[g] o~, o~ [T, H, r] the softmax-weighted latents. */
-__global__ void expand_kernel(const float *o_lat, const float *kv_b, float *o, int64_t T,
-                              int64_t H, int64_t group, int64_t nope, int64_t v, int64_t r)
-{
-    const int64_t dkv = nope + v;
-    for (int64_t item = hylo_first(); item < T * H * v; item += hylo_stride()) {
-        const int64_t th = item / v, i = item % v, g = (th % H) / group;
-        const float *W_UV = kv_b + (g * dkv + nope + i) * r, *ol = o_lat + th * r;
-        float acc = 0.0f;
-        for (int64_t c = 0; c < r; c++) acc += W_UV[c] * ol[c];
-        o[item] = acc;
-    }
-}
-
 /* x [T, D] -> q [T, H, dq] at positions pos0 ..:
  *   q = q_b(q_a_norm?(q_a x)) or q_proj x ;  q_h <- q_norm?(q_h) ;  q_pe_h <- RoPE(q_pe_h)   */
 static void mla_queries(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
@@ -151,19 +115,23 @@ static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *
     hylo_hip_attend(ctx, &a);
 }
 
-/* Absorbed attention of one token over positions 0 .. len - 1 into o [T, H, v]: q~ scores the
- * latents directly and o = W_UV o~ (q_cat [T, H, r + rope], o_lat [T, H, r] scratch). */
+/* Absorbed attention of one token over positions 0 .. len - 1 into o [H, v] (q_cat [H, r + rope],
+ * o_lat [H, r] scratch), per KV group g (a batch of Hm products over its `group` heads):
+ *   q_cat[h, :r] = q~_h = W_UK[g]^T q_nope_h      Q~_g [group, r] = Q_nope,g [group, nope] W_UK[g]
+ *   q_cat[h, r:] = q_pe_h
+ *   o~ = attention of q_cat over [latent | k_pe], values the latents       o_lat [H, r]
+ *   o_h = W_UV[g] o~_h                             O_g [group, v] = O~_g [group, r] W_UV[g]^T
+ * with W_UK[g] = kv_b rows g dkv .. + nope and W_UV[g] the next v rows, both [., r]. */
 static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float *kv_b,
-                         const hylo_mla_cache *cache, const float *q, int64_t T, int64_t len,
-                         float *q_cat, float *o_lat, float *o)
+                         const hylo_mla_cache *cache, const float *q, int64_t len, float *q_cat,
+                         float *o_lat, float *o)
 {
     const hylo_mla_dims *d = &L->dims;
-    const int64_t H = d->heads, group = d->heads / d->kv_heads, r = d->kv_rank, rope = d->rope;
-    const hipStream_t stream = hylo_hip_stream(ctx);
-    if (!hylo_hip_ok(ctx)) return;
-    absorb_kernel<<<hylo_hip_blocks(T * H * (r + rope)), HYLO_HIP_THREADS, 0, stream>>>(
-        q, kv_b, q_cat, T, H, group, d->nope, rope, r, d->nope + d->v);
-    if (!hylo_hip_launched(ctx, "mla absorb")) return;
+    const int64_t H = d->heads, Hm = d->kv_heads, group = H / Hm, r = d->kv_rank;
+    const int64_t rope = d->rope, nope = d->nope, dq = nope + rope, dkv = nope + d->v;
+    hylo_hip_gemm_batched(ctx, HYLO_F32, false, false, group, r, nope, 1.0f, q, dq, group * dq,
+                          kv_b, r, dkv * r, 0.0f, q_cat, r + rope, group * (r + rope), Hm);
+    hylo_hip_copy_rows(ctx, q_cat + r, r + rope, q + nope, dq, H, rope);
     hylo_hip_attend_args a = {};
     a.q = q_cat;
     a.na = a.nv = r;
@@ -174,16 +142,14 @@ static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float
     a.ka_row = a.v_row = r;
     a.kb_row = rope;
     a.out = o_lat;
-    a.T = T;
+    a.T = 1;
     a.len = len;
     a.H = H;
     a.Hkv = 1;
     a.scale = L->softmax_scale;
     hylo_hip_attend(ctx, &a);
-    if (!hylo_hip_ok(ctx)) return;
-    expand_kernel<<<hylo_hip_blocks(T * H * d->v), HYLO_HIP_THREADS, 0, stream>>>(
-        o_lat, kv_b, o, T, H, group, d->nope, d->v, r);
-    hylo_hip_launched(ctx, "mla expand");
+    hylo_hip_gemm_batched(ctx, HYLO_F32, false, true, group, d->v, r, 1.0f, o_lat, r, group * r,
+                          kv_b + nope * r, r, dkv * r, 0.0f, o, d->v, group * d->v, Hm);
 }
 
 /* x [T, D], y [T, D]; cache latent [pos0 + T, r_kv], k_pe [pos0 + T, rope] (device, the
@@ -216,7 +182,7 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
     mla_queries(ctx, L, freq, x, T, pos0, q_a, q);
     mla_append(ctx, L, freq, cache, x, T, pos0, ckv, latent, k_pe);
     if (absorbed)
-        mla_absorbed(ctx, L, kv_b, cache, q, T, len, extra, extra + T * H * (r + rope), o);
+        mla_absorbed(ctx, L, kv_b, cache, q, len, extra, extra + T * H * (r + rope), o);
     else
         mla_naive(ctx, L, freq, cache, q, T, len, extra, extra + len * Hm * dkv,
                   (uint16_t *)(extra + len * Hm * dkv + keys), o);
