@@ -92,6 +92,12 @@ hylo_status hylo_hip_finish(void *ctx, hylo_error *err);
 /* The recorded failure into err without waiting (HYLO_OK when none; it stays recorded). */
 hylo_status hylo_hip_status(const hylo_hip_ctx *ctx, hylo_error *err);
 
+/* Bytes of OP workspace a chunked pass (attention prefill, GDN, SSD) plans its blocks of work
+ * for: HYLO_HIP_OP_BUDGET unless the environment variable `env` gives another (the checks
+ * force several blocks with it). */
+#define HYLO_HIP_OP_BUDGET ((size_t)256 << 20)
+size_t hylo_hip_op_budget(const char *env);
+
 /* The level's workspace with room for `bytes` (contents not kept on growth), or NULL with the
  * failure recorded. */
 void *hylo_hip_workspace(hylo_hip_ctx *ctx, hylo_hip_level level, size_t bytes);

@@ -61,6 +61,13 @@ hylo_status hylo_hip_device_alloc(void **p, size_t bytes, hylo_error *err)
     return HYLO_OK;
 }
 
+size_t hylo_hip_op_budget(const char *env)
+{
+    const char *e = getenv(env);
+    const unsigned long long b = e ? strtoull(e, NULL, 10) : 0;
+    return b > 0 ? (size_t)b : HYLO_HIP_OP_BUDGET;
+}
+
 int64_t hylo_hip_device_used(void)
 {
     size_t free_bytes = 0, total = 0;

@@ -10,7 +10,7 @@
  *
  * Environment (comparisons and checks): HYLO_HIP_ATTENTION=tiled keeps every prefill on the
  * tiled kernel, =gemm sends every prefill (T > 1) through the GEMMs; HYLO_HIP_ATTENTION_BUDGET
- * (bytes) replaces GEMM_BUDGET. */
+ * (bytes) replaces HYLO_HIP_OP_BUDGET. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,6 @@
 #define COMBINE_COLS 32         /* output columns of a combining block             */
 #define PAD 8                   /* query rows of a decode block: multiples of 8    */
 #define GEMM_MIN_T 64           /* prefills of this many queries go through GEMMs  */
-#define GEMM_BUDGET ((size_t)256 << 20) /* bytes of the GEMM path's workspace, at most   */
 #define LONG_ROWS 128                     /* query rows a block holds at any context      */
 #define GEMM_MAX_ROWS 512       /* query rows of a block at most: the scores of the  */
                                 /* diagonal block's upper half, computed and masked, */
@@ -556,13 +555,6 @@ static int attention_override(void)
     return !e ? 0 : strcmp(e, "tiled") == 0 ? 1 : strcmp(e, "gemm") == 0 ? 2 : 0;
 }
 
-static size_t gemm_budget(void)
-{
-    const char *e = getenv("HYLO_HIP_ATTENTION_BUDGET");
-    const unsigned long long b = e ? strtoull(e, NULL, 10) : 0;
-    return b > 0 ? (size_t)b : GEMM_BUDGET;
-}
-
 /* T > 1: through the GEMMs when T >= GEMM_MIN_T (or the heads do not fit a tile) and the
  * workspace can be had, else tiled. */
 template <typename C>
@@ -572,7 +564,7 @@ static void attend_prefill(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
     const bool fits = shared <= TILED_SHARED && a->nv <= 8 * MAX_COLS;
     const int force = attention_override();
     if (force != 1 && (force == 2 || a->T >= GEMM_MIN_T || !fits) &&
-        attend_gemm<C>(ctx, a, gemm_budget()))
+        attend_gemm<C>(ctx, a, hylo_hip_op_budget("HYLO_HIP_ATTENTION_BUDGET")))
         return;
     if (!hylo_hip_ok(ctx)) return;
     if (!fits) {

@@ -7,16 +7,13 @@
  * batched over every (head, chunk) of a segment of chunks, the two that read the state batched
  * over the heads, chunk after chunk.
  *
- * Environment (checks): HYLO_HIP_GDN_BUDGET (bytes) replaces GDN_BUDGET. */
-#include <stdlib.h>
-
+ * Environment (checks): HYLO_HIP_GDN_BUDGET (bytes) replaces HYLO_HIP_OP_BUDGET. */
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
 #define COLS 32                        /* state columns of a recurrence block            */
 #define RULE_THREADS 256
 #define SHARED_LIMIT (48 * 1024)       /* shared memory of a block without opting in     */
-#define GDN_BUDGET ((size_t)256 << 20) /* bytes of the chunked form's workspace, at most */
 
 /* Block (column block, hv), thread (row group rg, column e): for each token, with
  * k, q the token's vectors and RG = blockDim / COLS row groups splitting the dk rows,
@@ -237,13 +234,6 @@ __global__ void rule_chunk_output(const float *F, float *o, int64_t t0, int64_t 
     }
 }
 
-/* HYLO_HIP_GDN_BUDGET (bytes; checks force segments with it), else GDN_BUDGET. */
-static size_t chunk_budget(void)
-{
-    const char *e = getenv("HYLO_HIP_GDN_BUDGET");
-    const unsigned long long b = e ? strtoull(e, NULL, 10) : 0;
-    return b > 0 ? (size_t)b : GDN_BUDGET;
-}
 
 void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const float *q,
                                const float *k, const float *v, const float *g, const float *beta,
@@ -276,7 +266,7 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
     /* floats of a slot: Gc C, X 2C dk, Kt C dk, B C DW, R 2C C, F 2C DW; cs chunks a segment */
     const int64_t slot_n = C * (1 + 3 * dk + 3 * DW + 2 * C);
     const size_t chunk_bytes = (size_t)(Hv * slot_n) * sizeof(float);
-    const int64_t fit = (int64_t)(chunk_budget() / chunk_bytes);
+    const int64_t fit = (int64_t)(hylo_hip_op_budget("HYLO_HIP_GDN_BUDGET") / chunk_bytes);
     const int64_t seg = fit < 1 ? 1 : fit < nc ? fit : nc;
     float *work = (float *)hylo_hip_workspace(ctx, HYLO_HIP_OP, (size_t)seg * chunk_bytes);
     if (!work) return;

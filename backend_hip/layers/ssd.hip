@@ -3,14 +3,11 @@
  * Head h reads x block h / (H / x_heads), B group h / (H / b_groups) and C group
  * h / (H / c_groups); x, B and C are column ranges of one [T, stride] buffer (mamba2.hip's
  * xBC after the conv). The state is updated in place. HYLO_HIP_SSD_BUDGET (bytes) replaces
- * SLAB_BUDGET, the chunked form's workspace. */
-#include <stdlib.h>
-
+ * HYLO_HIP_OP_BUDGET, the chunked form's workspace. */
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
 #define MAX_STATE 1024                 /* d_state a recurrence block can hold (a thread each) */
-#define SLAB_BUDGET ((size_t)256 << 20) /* bytes of the chunked form's workspace, at most      */
 
 /* Token t's vectors of head h. */
 typedef struct {
@@ -184,12 +181,6 @@ __global__ void ssd_output(ssd_view v, const ssd_slab s, const float *D, float *
     }
 }
 
-static size_t slab_budget(void)
-{
-    const char *e = getenv("HYLO_HIP_SSD_BUDGET");
-    const unsigned long long b = e ? strtoull(e, NULL, 10) : 0;
-    return b > 0 ? (size_t)b : SLAB_BUDGET;
-}
 
 /* The chunked form over T tokens (see above): per slab, a gather, four batched GEMMs, the
  * state pass, the decays and the output; 8 launches. */
@@ -202,7 +193,7 @@ static void ssd_chunked(hylo_hip_ctx *ctx, const ssd_view &v, const float *dt, c
         return;
     }
     const int64_t per_chunk = slab_floats(H, P, N, Q);
-    int64_t nb = (int64_t)(slab_budget() / ((size_t)per_chunk * sizeof(float)));
+    int64_t nb = (int64_t)(hylo_hip_op_budget("HYLO_HIP_SSD_BUDGET") / ((size_t)per_chunk * sizeof(float)));
     nb = nb < 1 ? 1 : nb > nc ? nc : nb;
     const int64_t slabs = (nc + nb - 1) / nb;
     nb = (nc + slabs - 1) / slabs; /* slabs of even size */
