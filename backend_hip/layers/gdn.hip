@@ -33,15 +33,12 @@ __global__ void output_gate_kernel(float *o, const float *gate, int64_t n)
     for (int64_t i = hylo_first(); i < n; i += hylo_stride()) o[i] *= hylo_silu(gate[i]);
 }
 
-/* raw = x W^T [T, C], then out = silu(conv(raw)) carrying the state (no bias). */
-static void project_conv(hylo_hip_ctx *ctx, const float *x, const float *W, const float *conv_w,
-                         float *state, float *raw, float *out, int64_t T, int64_t D, int64_t C,
-                         int64_t K, const char *what)
+/* out = silu(conv(raw)) [T, C] carrying the state (no bias). */
+static void conv(hylo_hip_ctx *ctx, const float *raw, const float *conv_w, float *state,
+                 float *out, int64_t T, int64_t C, int64_t K, const char *what)
 {
     const float *w_dev = hylo_hip_find(ctx, conv_w, what);
-    if (!w_dev) return;
-    hylo_hip_linear(ctx, x, W, NULL, raw, T, D, C);
-    hylo_hip_conv_silu(ctx, raw, C, w_dev, NULL, state, out, T, C, K);
+    if (w_dev) hylo_hip_conv_silu(ctx, raw, C, w_dev, NULL, state, out, T, C, K);
 }
 
 /* x [T, D], y [T, D] (device), weights host pointers, state device:
@@ -63,28 +60,30 @@ hylo_status hylo_hip_gdn_forward(void *vctx, const hylo_gdn_dims *d, const hylo_
     const float *A_log = hylo_hip_find(ctx, w->A_log, "gdn A_log");
     const float *dt_bias = hylo_hip_find(ctx, w->dt_bias, "gdn dt_bias");
     const float *o_norm = hylo_hip_find(ctx, w->o_norm, "gdn o_norm.weight");
-    /* one LAYER block: raw [T, max(nk, nv)], q, k [T, nk], v, gate, o [T, nv], a, b, g, beta
-     * [T, Hv] */
-    const int64_t raw_n = nk > nv ? nk : nv;
-    float *raw = (float *)hylo_hip_workspace(
-        ctx, HYLO_HIP_LAYER, (size_t)(T * (raw_n + 2 * nk + 3 * nv + 4 * Hv)) * sizeof(float));
-    if (!A_log || !dt_bias || !o_norm || !raw) return hylo_hip_status(ctx, err);
-    float *q = raw + T * raw_n, *k = q + T * nk, *v = k + T * nk, *gate = v + T * nv;
-    float *o = gate + T * nv, *a = o + T * nv, *b = a + T * Hv, *g = b + T * Hv;
-    float *beta = g + T * Hv;
+    /* one LAYER block: the projections raw_q, raw_k [T, nk], raw_v [T, nv] (before their
+     * convs), q, k [T, nk], v, gate, o [T, nv], a, b, g, beta [T, Hv] */
+    float *raw_q = (float *)hylo_hip_workspace(
+        ctx, HYLO_HIP_LAYER, (size_t)(T * (4 * nk + 4 * nv + 4 * Hv)) * sizeof(float));
+    if (!A_log || !dt_bias || !o_norm || !raw_q) return hylo_hip_status(ctx, err);
+    float *raw_k = raw_q + T * nk, *raw_v = raw_k + T * nk, *q = raw_v + T * nv, *k = q + T * nk;
+    float *v = k + T * nk, *gate = v + T * nv, *o = gate + T * nv, *a = o + T * nv;
+    float *b = a + T * Hv, *g = b + T * Hv, *beta = g + T * Hv;
     const hipStream_t stream = hylo_hip_stream(ctx);
 
-    project_conv(ctx, x, w->q_proj, w->q_conv, state->q_conv, raw, q, T, D, nk, K, "gdn q_conv");
-    project_conv(ctx, x, w->k_proj, w->k_conv, state->k_conv, raw, k, T, D, nk, K, "gdn k_conv");
-    project_conv(ctx, x, w->v_proj, w->v_conv, state->v_conv, raw, v, T, D, nv, K, "gdn v_conv");
+    /* the six projections of x (one launch in a decode step) */
+    const float *const W[] = {w->q_proj, w->k_proj, w->v_proj, w->a_proj, w->b_proj, w->g_proj};
+    float *const proj[] = {raw_q, raw_k, raw_v, a, b, gate};
+    const int64_t widths[] = {nk, nk, nv, Hv, Hv, nv};
+    hylo_hip_linear_set(ctx, x, T, D, 6, W, proj, widths);
+    conv(ctx, raw_q, w->q_conv, state->q_conv, q, T, nk, K, "gdn q_conv");
+    conv(ctx, raw_k, w->k_conv, state->k_conv, k, T, nk, K, "gdn k_conv");
+    conv(ctx, raw_v, w->v_conv, state->v_conv, v, T, nv, K, "gdn v_conv");
     if (hylo_hip_ok(ctx)) {
         l2norm_kernel<<<(unsigned)(T * Hk), HYLO_HIP_THREADS, 0, stream>>>(
             q, dk, 1e-6f, (float)(1.0 / sqrt((double)dk)));
         l2norm_kernel<<<(unsigned)(T * Hk), HYLO_HIP_THREADS, 0, stream>>>(k, dk, 1e-6f, 1.0f);
         hylo_hip_launched(ctx, "gdn l2norm");
     }
-    hylo_hip_linear(ctx, x, w->a_proj, NULL, a, T, D, Hv);
-    hylo_hip_linear(ctx, x, w->b_proj, NULL, b, T, D, Hv);
     if (hylo_hip_ok(ctx)) {
         gates_kernel<<<hylo_hip_blocks(T * Hv), HYLO_HIP_THREADS, 0, stream>>>(
             a, b, A_log, dt_bias, g, beta, T * Hv, Hv);
@@ -101,7 +100,6 @@ hylo_status hylo_hip_gdn_forward(void *vctx, const hylo_gdn_dims *d, const hylo_
     hylo_hip_trace(ctx, tr, "gdn.o", o, 3, v_shape);
     hylo_hip_trace(ctx, tr, "gdn.state", state->S, 3, S_shape);
     hylo_hip_rmsnorm_rows(ctx, o, o_norm, o, T * Hv, dv, d->eps);
-    hylo_hip_linear(ctx, x, w->g_proj, NULL, gate, T, D, nv);
     if (hylo_hip_ok(ctx)) {
         output_gate_kernel<<<hylo_hip_blocks(T * nv), HYLO_HIP_THREADS, 0, stream>>>(o, gate,
                                                                                      T * nv);

@@ -71,6 +71,10 @@ void hylo_hip_gated_gemv(hylo_hip_ctx *ctx, const float *x, const float *Wg, con
                          float *h, int64_t D, int64_t F);
 void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, float *y, int64_t T,
                            int64_t in, int64_t out);
+/* linear.hip: y_i [T, out_i] = x [T, in] W_i^T for i < n, no biases (one launch for all of
+ * them when T = 1: a layer's projections of one input). */
+void hylo_hip_linear_set(hylo_hip_ctx *ctx, const float *x, int64_t T, int64_t in, int n,
+                         const float *const *W, float *const *y, const int64_t *out);
 /* dst [rows, width] (row stride dst_stride) = src [rows, width] (row stride src_stride) */
 void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
                         int64_t src_stride, int64_t rows, int64_t width);

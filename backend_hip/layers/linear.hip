@@ -62,25 +62,40 @@ __device__ inline float chunk_dot(const uint4 &c, const float *x, const T *tag)
     return acc;
 }
 
-/* Row `row` of y [out] = W [out, in] x [in], group of `lanes` threads: each accumulates every
- * lanes-th 16-byte chunk of the row, GEMV_UNROLL chunks loaded at a time so that enough bytes
- * are in flight (or every lanes-th element when the rows or x are not 16-byte aligned), then
- * the group's partial sums are added in shared memory. With NM = 2 matrices the block computes
- * the same row of both, their loads interleaved, and writes the gated product
- *   y = silu(W_0 x) * (W_1 x)                       (SwiGLU's gate and up projections). */
+/* The matrices of one matrix-vector launch: rows first[i] .. first[i + 1] - 1 of the
+ * concatenation are matrix i's (W[i] [rows, in], and U[i] for the gated product), written to
+ * y[i]. */
+#define GEMV_MATS 8
+template <typename T>
+struct gemv_set {
+    const T *W[GEMV_MATS], *U[GEMV_MATS];
+    float *y[GEMV_MATS];
+    int64_t first[GEMV_MATS + 1];
+    int count;
+};
+
+/* Row `row` of the concatenation, y = W x (of its matrix), group of `lanes` threads: each
+ * accumulates every lanes-th 16-byte chunk of the row, GEMV_UNROLL chunks loaded at a time so
+ * that enough bytes are in flight (or every lanes-th element when the rows or x are not 16-byte
+ * aligned), then the group's partial sums are added in shared memory. With NM = 2 the block
+ * computes the same row of W and U, their loads interleaved, and writes the gated product
+ *   y = silu(W x) * (U x)                            (SwiGLU's gate and up projections). */
 template <typename T, int NM>
 __global__ void __launch_bounds__(HYLO_HIP_THREADS)
-    gemv_kernel(const T *W0, const T *W1, const float *x, float *y, int64_t in, int64_t out,
-                bool vectors)
+    gemv_kernel(gemv_set<T> set, const float *x, int64_t in, bool vectors)
 {
     __shared__ float red[NM][HYLO_HIP_THREADS];
-    const T *const Ws[2] = {W0, W1};
     const int64_t lanes = blockDim.x / GEMV_ROWS, lane = threadIdx.x % lanes;
     const int64_t row = (int64_t)blockIdx.x * GEMV_ROWS + threadIdx.x / lanes;
+    const bool on = row < set.first[set.count];
+    int mat = 0;
+    while (on && row >= set.first[mat + 1]) mat++;
+    const int64_t local = on ? row - set.first[mat] : 0;
+    const T *const Ws[2] = {set.W[mat] + local * in, set.U[mat] + local * in};
     float acc[NM];
 #pragma unroll
     for (int m = 0; m < NM; m++) acc[m] = 0.0f;
-    if (row < out) {
+    if (on) {
         if (vectors) {
             constexpr int per = 16 / sizeof(T); /* elements per 16-byte chunk */
             const int64_t n = in / per;
@@ -91,22 +106,22 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
                 for (int m = 0; m < NM; m++)
 #pragma unroll
                     for (int u = 0; u < GEMV_UNROLL; u++)
-                        chunk[m][u] = ((const uint4 *)(Ws[m] + row * in))[i + u * lanes];
+                        chunk[m][u] = ((const uint4 *)Ws[m])[i + u * lanes];
 #pragma unroll
                 for (int m = 0; m < NM; m++)
 #pragma unroll
                     for (int u = 0; u < GEMV_UNROLL; u++)
-                        acc[m] += chunk_dot(chunk[m][u], x + (i + u * lanes) * per, W0);
+                        acc[m] += chunk_dot(chunk[m][u], x + (i + u * lanes) * per, Ws[0]);
             }
             for (; i < n; i += lanes)
 #pragma unroll
                 for (int m = 0; m < NM; m++)
-                    acc[m] += chunk_dot(((const uint4 *)(Ws[m] + row * in))[i], x + i * per, W0);
+                    acc[m] += chunk_dot(((const uint4 *)Ws[m])[i], x + i * per, Ws[0]);
         } else {
             for (int64_t i = lane; i < in; i += lanes)
 #pragma unroll
                 for (int m = 0; m < NM; m++)
-                    acc[m] += weight_at(Ws[m] + row * in, i) * input_for(W0, x[i]);
+                    acc[m] += weight_at(Ws[m], i) * input_for(Ws[0], x[i]);
         }
     }
 #pragma unroll
@@ -118,21 +133,35 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
             for (int m = 0; m < NM; m++) red[m][threadIdx.x] += red[m][threadIdx.x + s];
         __syncthreads();
     }
-    if (lane == 0 && row < out)
-        y[row] = NM == 1 ? red[0][threadIdx.x]
-                         : hylo_silu(red[0][threadIdx.x]) * red[NM - 1][threadIdx.x];
+    if (lane == 0 && on)
+        set.y[mat][local] = NM == 1 ? red[0][threadIdx.x]
+                                    : hylo_silu(red[0][threadIdx.x]) * red[NM - 1][threadIdx.x];
 }
 
-/* y [out] = W x (NM = 1) or silu(W0 x) * (W1 x) (NM = 2), W [out, in]. */
+/* One launch over the set's rows: y = W x (NM = 1) or silu(W x) * (U x) (NM = 2). */
 template <int NM, typename T>
-static void gemv(hylo_hip_ctx *ctx, const T *W0, const T *W1, const float *x, float *y,
-                 int64_t in, int64_t out)
+static void gemv(hylo_hip_ctx *ctx, const gemv_set<T> &set, const float *x, int64_t in)
 {
-    const bool vectors = in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)W0 % 16 == 0 &&
-                         (uintptr_t)W1 % 16 == 0 && (uintptr_t)x % 16 == 0;
-    gemv_kernel<T, NM><<<(unsigned)((out + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
-                         hylo_hip_stream(ctx)>>>(W0, W1, x, y, in, out, vectors);
+    bool vectors = in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)x % 16 == 0;
+    for (int i = 0; i < set.count; i++)
+        vectors = vectors && (uintptr_t)set.W[i] % 16 == 0 && (uintptr_t)set.U[i] % 16 == 0;
+    const int64_t rows = set.first[set.count];
+    gemv_kernel<T, NM><<<(unsigned)((rows + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
+                         hylo_hip_stream(ctx)>>>(set, x, in, vectors);
     hylo_hip_launched(ctx, "gemv");
+}
+
+/* The set of one matrix (and its gated partner U, or W again). */
+template <typename T>
+static gemv_set<T> one_matrix(const T *W, const T *U, float *y, int64_t out)
+{
+    gemv_set<T> set = {};
+    set.W[0] = W;
+    set.U[0] = U;
+    set.y[0] = y;
+    set.first[1] = out;
+    set.count = 1;
+    return set;
 }
 
 /* y [T, n] += b [n] */
@@ -151,8 +180,8 @@ void hylo_hip_linear(void *vctx, const float *x, const float *W, const float *b,
     const float *b_dev = b ? hylo_hip_find(ctx, b, "a bias") : NULL;
     if ((!W16 && !W32) || (b && !b_dev) || T <= 0 || !hylo_hip_ok(ctx)) return;
     if (T == 1) {
-        if (W16) gemv<1>(ctx, W16, W16, x, y, in, out);
-        else gemv<1>(ctx, W32, W32, x, y, in, out);
+        if (W16) gemv<1>(ctx, one_matrix(W16, W16, y, out), x, in);
+        else gemv<1>(ctx, one_matrix(W32, W32, y, out), x, in);
     } else if (W16) {
         uint16_t *x16 = (uint16_t *)hylo_hip_workspace(ctx, HYLO_HIP_GEMM,
                                                        (size_t)(T * in) * sizeof(uint16_t));
@@ -175,11 +204,12 @@ void hylo_hip_gated_gemv(hylo_hip_ctx *ctx, const float *x, const float *Wg, con
 {
     const uint16_t *g16 = hylo_hip_find_bf16(ctx, Wg), *u16 = hylo_hip_find_bf16(ctx, Wu);
     if (g16 && u16) {
-        if (hylo_hip_ok(ctx)) gemv<2>(ctx, g16, u16, x, h, D, F);
+        if (hylo_hip_ok(ctx)) gemv<2>(ctx, one_matrix(g16, u16, h, F), x, D);
         return;
     }
-    const float *g32 = hylo_hip_find(ctx, Wg, "the MLP gate"), *u32 = hylo_hip_find(ctx, Wu, "the MLP up");
-    if (g32 && u32 && hylo_hip_ok(ctx)) gemv<2>(ctx, g32, u32, x, h, D, F);
+    const float *g32 = hylo_hip_find(ctx, Wg, "the MLP gate");
+    const float *u32 = hylo_hip_find(ctx, Wu, "the MLP up");
+    if (g32 && u32 && hylo_hip_ok(ctx)) gemv<2>(ctx, one_matrix(g32, u32, h, F), x, D);
 }
 
 /* y [T, out] = x W^T with x [T, in] read from a cache (the caches' type: bf16 in a bf16
@@ -199,4 +229,46 @@ void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, flo
     }
     if (T > 0 && hylo_hip_ok(ctx))
         hylo_hip_gemm(ctx, HYLO_BF16, false, true, T, out, in, 1.0f, x, in, W16, in, 0.0f, y, out);
+}
+
+/* The set of n matrices W[i] [out[i], in] in the context's weight type, or false when one of
+ * them has no copy of that type (a failure recorded unless it is only a missing bf16 copy). */
+template <typename T>
+static bool matrix_set(hylo_hip_ctx *ctx, int n, const float *const *W, float *const *y,
+                       const int64_t *out, gemv_set<T> *set)
+{
+    *set = {};
+    for (int i = 0; i < n; i++) {
+        const T *w;
+        if constexpr (sizeof(T) == sizeof(uint16_t)) w = hylo_hip_find_bf16(ctx, W[i]);
+        else w = hylo_hip_find(ctx, W[i], "a projection matrix");
+        if (!w) return false;
+        set->W[i] = set->U[i] = w;
+        set->y[i] = y[i];
+        set->first[i + 1] = set->first[i] + out[i];
+    }
+    set->count = n;
+    return true;
+}
+
+/* y_i [T, out_i] = x [T, in] W_i^T for i < n (no biases; weights host pointers): one token in
+ * one matrix-vector launch over the matrices' rows, more tokens one GEMM each. */
+void hylo_hip_linear_set(hylo_hip_ctx *ctx, const float *x, int64_t T, int64_t in, int n,
+                         const float *const *W, float *const *y, const int64_t *out)
+{
+    if (T <= 0 || n <= 0 || !hylo_hip_ok(ctx)) return;
+    gemv_set<uint16_t> set16;
+    gemv_set<float> set32;
+    if (T == 1 && n <= GEMV_MATS) {
+        if (ctx->bf16 && matrix_set(ctx, n, W, y, out, &set16)) {
+            gemv<1>(ctx, set16, x, in);
+            return;
+        }
+        if (!ctx->bf16 && matrix_set(ctx, n, W, y, out, &set32)) {
+            gemv<1>(ctx, set32, x, in);
+            return;
+        }
+        if (!hylo_hip_ok(ctx)) return;
+    }
+    for (int i = 0; i < n; i++) hylo_hip_linear(ctx, x, W[i], NULL, y[i], T, in, out[i]);
 }
