@@ -359,7 +359,11 @@ typedef enum {
 } hylo_logits_mode;
 
 /* Runs T tokens at positions state.length ... state.length + T - 1 and appends them to the
- * caches: T > 1 is a prefill (or a continued prefill), T = 1 a decode step. */
+ * caches: T > 1 is a prefill (or a continued prefill), T = 1 a decode step. A call refused
+ * before it computes (bad token ids, a state that cannot grow, no memory for activations)
+ * leaves the state as it was. One that fails half-way (a device fault, say) may have advanced
+ * some layers' caches and recurrent states: the state is then marked inconsistent, and every
+ * later forward on it fails (HYLO_ERR_USAGE, naming the first failure) until it is freed. */
 hylo_status hylo_forward(const hylo_model *model, hylo_state *state, const int32_t *tokens,
                          int64_t T, hylo_logits_mode mode, float *logits, hylo_error *err);
 

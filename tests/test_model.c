@@ -356,6 +356,65 @@ START_TEST(bad_tokens_are_rejected_without_side_effects)
 }
 END_TEST
 
+/* The reference backend with an MLP that fails from call fail_at on (a device fault, say, in
+ * the middle of a forward whose first layers have run and changed their caches). */
+static int mlp_calls, fail_at;
+
+static hylo_status failing_mlp(void *ctx, const float *x, const float *Wg, const float *bg,
+                               const float *Wu, const float *bu, const float *Wd,
+                               const float *bd, float *y, int64_t T, int64_t D, int64_t F,
+                               hylo_error *err)
+{
+    if (++mlp_calls >= fail_at)
+        return hylo_error_set(err, HYLO_ERR_NOMEM, "injected fault %d", mlp_calls);
+    return hylo_ref_ops.swiglu_mlp(ctx, x, Wg, bg, Wu, bu, Wd, bd, y, T, D, F, err);
+}
+
+/* A forward that fails half-way leaves the state marked inconsistent: every later forward and
+ * layer forward on it fails, naming the first failure, while a fresh state works. */
+START_TEST(half_done_forward_poisons_the_state)
+{
+    char *dir = make_checkpoint("tiny-llama", HYLO_F32, 1);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    hylo_state *state = NULL, *fresh = NULL;
+    ck_assert_ok(hylo_model_load(dir, &model, &err), &err);
+    hylo_ops faulty = hylo_ref_ops;
+    faulty.swiglu_mlp = failing_mlp;
+    model->ops = &faulty;
+    /* the second forward fails in its second layer's MLP */
+    const int64_t layers = hylo_model_config(model)->num_layers;
+    mlp_calls = 0;
+    fail_at = (int)layers + 2;
+    ck_assert_ok(hylo_state_create(model, 0, &state, &err), &err);
+    const int32_t tokens[4] = {1, 2, 3, 4};
+    float logits[4096], x[4 * 4096];
+    ck_assert_ok(hylo_forward(model, state, tokens, 1, HYLO_LOGITS_LAST, logits, &err), &err);
+    ck_assert_int_eq(hylo_forward(model, state, tokens, 4, HYLO_LOGITS_LAST, logits, &err),
+                     HYLO_ERR_NOMEM);
+    ck_assert_int_eq(hylo_state_length(state), 1);
+    ck_assert_int_eq(hylo_forward(model, state, tokens, 1, HYLO_LOGITS_LAST, logits, &err),
+                     HYLO_ERR_USAGE);
+    char first[64];
+    snprintf(first, sizeof first, "injected fault %d", fail_at);
+    ck_assert_msg(strstr(err.message, "inconsistent") && strstr(err.message, first), "%s",
+                  err.message);
+    ck_assert_int_eq(hylo_layer_forward(model, state, 0, x, 1, NULL, x, &err), HYLO_ERR_USAGE);
+    /* refusals before anything runs (bad tokens) do not mark a state */
+    model->ops = &hylo_ref_ops;
+    ck_assert_ok(hylo_state_create(model, 0, &fresh, &err), &err);
+    const int32_t bad[2] = {1, -5};
+    ck_assert_int_eq(hylo_forward(model, fresh, bad, 2, HYLO_LOGITS_LAST, logits, &err),
+                     HYLO_ERR_RANGE);
+    ck_assert_ok(hylo_forward(model, fresh, tokens, 4, HYLO_LOGITS_LAST, logits, &err), &err);
+    ck_assert_int_eq(hylo_state_length(fresh), 4);
+    hylo_state_free(fresh);
+    hylo_state_free(state);
+    hylo_model_free(model);
+    free(dir);
+}
+END_TEST
+
 static void put_nan(hylo_tensor_spec *spec, float *data)
 {
     (void)spec;
@@ -548,6 +607,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, init_is_deterministic);
     tcase_add_test(tc, sharded_checkpoint_loads_like_single_file);
     tcase_add_test(tc, bad_tokens_are_rejected_without_side_effects);
+    tcase_add_test(tc, half_done_forward_poisons_the_state);
     tcase_add_test(tc, bad_weights_are_named);
     tcase_add_test(tc, load_refuses_tensors_outside_the_model);
     tcase_add_test(tc, tied_head_in_the_checkpoint_must_equal_the_embedding);

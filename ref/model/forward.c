@@ -6,6 +6,7 @@
  * A prefill (T > 1) runs MLA naively over decompressed K/V and Mamba2 / GDN in their chunked
  * forms; a decode step (T = 1) runs MLA absorbed over the latent cache and the recurrences.  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -330,12 +331,15 @@ static hylo_status check_tokens(const hylo_config *c, const int32_t *tokens, int
     return HYLO_OK;
 }
 
-/* The shared preamble of the public entry points: the state belongs to the model and its
- * caches have room for T more positions. */
+/* The shared preamble of the public entry points: the state belongs to the model, is
+ * consistent, and its caches have room for T more positions. */
 static hylo_status prepare(const hylo_model *m, hylo_state *s, int64_t T, hylo_error *err)
 {
     if (s->model != m)
         return hylo_error_set(err, HYLO_ERR_USAGE, "the state was created for another model");
+    if (s->broken[0])
+        return hylo_error_set(err, HYLO_ERR_USAGE, "the state is inconsistent since a forward "
+                              "failed half-way (%s); create a new one", s->broken);
     if (T <= 0)
         return hylo_error_set(err, HYLO_ERR_RANGE, "no tokens to run (T = %lld)", (long long)T);
     return hylo_state_reserve(s, s->length + T, err);
@@ -362,6 +366,16 @@ void hylo_lm_head(const hylo_model *m, const float *h, int64_t T, float *logits)
     hylo_ref_linear(h, m->lm_head, NULL, logits, T, m->cfg.hidden_size, m->cfg.vocab_size);
 }
 
+/* st, after the caches or states of `s` may have changed: a failure marks the state
+ * inconsistent (see prepare). */
+static hylo_status mark_if_failed(hylo_state *s, hylo_status st, const hylo_error *err)
+{
+    if (st != HYLO_OK && !s->broken[0])
+        snprintf(s->broken, sizeof s->broken, "%.*s", (int)sizeof s->broken - 1,
+                 err && err->message[0] ? err->message : "?");
+    return st;
+}
+
 hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer,
                                const float *x, int64_t T, float *mixer_out, float *out,
                                hylo_error *err)
@@ -377,9 +391,10 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
     const hylo_tracer root = {s->trace, ""};
     const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
     st = copy_floats(s, a.x, x, n, true, err);
-    if (st == HYLO_OK) st = decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err);
+    if (st == HYLO_OK)
+        st = mark_if_failed(s, decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err), err);
     if (st == HYLO_OK) st = copy_floats(s, out, a.x, n, false, err);
-    if (st == HYLO_OK && s->ops->finish) st = s->ops->finish(s->ctx, err);
+    if (st == HYLO_OK && s->ops->finish) st = mark_if_failed(s, s->ops->finish(s->ctx, err), err);
     free_activations(s, &a);
     return st;
 }
@@ -414,6 +429,8 @@ hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *toke
         hylo_trace_emit(&tr, "logits", logits, 2, (int64_t[]){rows, c->vocab_size});
     }
     if (st == HYLO_OK && s->ops->finish) st = s->ops->finish(s->ctx, err);
+    /* past the embedding, a failure may have left caches or states ahead of the length */
+    mark_if_failed(s, st, err);
     if (st == HYLO_OK) s->length += T; /* only a complete forward extends the sequence */
     free_activations(s, &a);
     return st;

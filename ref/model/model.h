@@ -102,6 +102,8 @@ struct hylo_state {
     void *ctx;                 /* that backend's context (workspace), NULL for ref */
     float *decode_act;         /* the forward's activations for one token (decode steps);
                                   a device backend's also holds the V logits after them */
+    char broken[160];          /* why a forward failed half-way (caches and states then
+                                  disagree with length): "" while consistent */
 };
 
 /* ------------------------------------------------------------------------------------------ */
