@@ -689,7 +689,8 @@ hylo_status hylo_assemble(const char *mla_dir, const char *linear_dir, const boo
 
 /* Runs both checkpoints on the same `tokens` pseudo-random token ids (a fixed sequence, the
  * same for every call) and compares their next-token distributions at every position. The
- * models are loaded one after the other, so only one is in memory at a time. */
+ * models are loaded one after the other, so only one is in memory at a time, and run on the
+ * cpu backend in fp32. */
 hylo_status hylo_probe_agreement(const char *teacher_dir, const char *student_dir,
                                  int64_t tokens, hylo_probe_result *out, hylo_error *err);
 

@@ -49,6 +49,9 @@ static hylo_status run_model(const char *dir, const int32_t *tokens, int64_t T, 
     hylo_state *state = NULL;
     *logits = NULL;
     hylo_status st = hylo_model_load(dir, &model, err);
+    /* the optimized CPU backend in fp32 (it agrees with ref to rounding; ref takes minutes at
+     * real sizes) */
+    if (st == HYLO_OK) st = hylo_model_set_backend(model, HYLO_BACKEND_CPU, HYLO_WEIGHTS_F32, err);
     if (st == HYLO_OK && hylo_model_config(model)->vocab_size != V)
         st = hylo_error_set(err, HYLO_ERR_CONFIG,
                             "%s: vocabulary of %lld tokens; the teacher's has %lld", dir,
