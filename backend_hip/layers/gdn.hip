@@ -72,9 +72,10 @@ hylo_status hylo_hip_gdn_forward(void *vctx, const hylo_gdn_dims *d, const hylo_
 
     /* the six projections of x (one launch in a decode step) */
     const float *const W[] = {w->q_proj, w->k_proj, w->v_proj, w->a_proj, w->b_proj, w->g_proj};
+    const float *const none[6] = {NULL};
     float *const proj[] = {raw_q, raw_k, raw_v, a, b, gate};
     const int64_t widths[] = {nk, nk, nv, Hv, Hv, nv};
-    hylo_hip_linear_set(ctx, x, T, D, 6, W, proj, widths);
+    hylo_hip_linears(ctx, x, T, D, 6, W, none, proj, widths);
     conv(ctx, raw_q, w->q_conv, state->q_conv, q, T, nk, K, "gdn q_conv");
     conv(ctx, raw_k, w->k_conv, state->k_conv, k, T, nk, K, "gdn k_conv");
     conv(ctx, raw_v, w->v_conv, state->v_conv, v, T, nv, K, "gdn v_conv");

@@ -20,9 +20,16 @@ extern "C" {
  * context) */
 void hylo_hip_linear(void *ctx, const float *x, const float *W, const float *b, float *y,
                      int64_t T, int64_t in, int64_t out);
-/* rmsnorm.hip */
+/* linear.hip: y_i [T, out_i] = x [T, in] W_i^T + b_i for i < n (one launch for all of them
+ * when T = 1: a layer's projections of one input) */
+void hylo_hip_linears(void *ctx, const float *x, int64_t T, int64_t in, int n,
+                      const float *const *W, const float *const *b, float *const *y,
+                      const int64_t *out);
+/* rmsnorm.hip; and x += y, xn = rmsnorm(x) in one kernel */
 void hylo_hip_rmsnorm(void *ctx, const float *x, const float *w, float *y, int64_t rows,
                       int64_t n, double eps);
+void hylo_hip_add_rmsnorm(void *ctx, float *x, const float *y, const float *w, float *xn,
+                          int64_t rows, int64_t n, double eps);
 /* rope.hip: x [T, heads, dim] at positions pos0 .., rotate-half pairs */
 void hylo_hip_rope_rotate_half(void *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
                                int64_t pos0, const double *inv_freq, double scale);
@@ -71,10 +78,7 @@ void hylo_hip_gated_gemv(hylo_hip_ctx *ctx, const float *x, const float *Wg, con
                          float *h, int64_t D, int64_t F);
 void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, float *y, int64_t T,
                            int64_t in, int64_t out);
-/* linear.hip: y_i [T, out_i] = x [T, in] W_i^T for i < n, no biases (one launch for all of
- * them when T = 1: a layer's projections of one input). */
-void hylo_hip_linear_set(hylo_hip_ctx *ctx, const float *x, int64_t T, int64_t in, int n,
-                         const float *const *W, float *const *y, const int64_t *out);
+
 /* dst [rows, width] (row stride dst_stride) = src [rows, width] (row stride src_stride) */
 void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
                         int64_t src_stride, int64_t rows, int64_t width);

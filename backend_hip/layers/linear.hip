@@ -64,11 +64,12 @@ __device__ inline float chunk_dot(const uint4 &c, const float *x, const T *tag)
 
 /* The matrices of one matrix-vector launch: rows first[i] .. first[i + 1] - 1 of the
  * concatenation are matrix i's (W[i] [rows, in], and U[i] for the gated product), written to
- * y[i]. */
+ * y[i] with b[i] added (one matrix: no bias). */
 #define GEMV_MATS 8
 template <typename T>
 struct gemv_set {
     const T *W[GEMV_MATS], *U[GEMV_MATS];
+    const float *b[GEMV_MATS]; /* biases (device) or NULL */
     float *y[GEMV_MATS];
     int64_t first[GEMV_MATS + 1];
     int count;
@@ -134,7 +135,7 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
         __syncthreads();
     }
     if (lane == 0 && on)
-        set.y[mat][local] = NM == 1 ? red[0][threadIdx.x]
+        set.y[mat][local] = NM == 1 ? red[0][threadIdx.x] + (set.b[mat] ? set.b[mat][local] : 0.0f)
                                     : hylo_silu(red[0][threadIdx.x]) * red[NM - 1][threadIdx.x];
 }
 
@@ -231,11 +232,12 @@ void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, flo
         hylo_hip_gemm(ctx, HYLO_BF16, false, true, T, out, in, 1.0f, x, in, W16, in, 0.0f, y, out);
 }
 
-/* The set of n matrices W[i] [out[i], in] in the context's weight type, or false when one of
- * them has no copy of that type (a failure recorded unless it is only a missing bf16 copy). */
+/* The set of n matrices W[i] [out[i], in] in the context's weight type with their biases, or
+ * false when one of them has no copy of that type (a failure recorded unless it is only a
+ * missing bf16 copy). */
 template <typename T>
-static bool matrix_set(hylo_hip_ctx *ctx, int n, const float *const *W, float *const *y,
-                       const int64_t *out, gemv_set<T> *set)
+static bool matrix_set(hylo_hip_ctx *ctx, int n, const float *const *W, const float *const *b,
+                       float *const *y, const int64_t *out, gemv_set<T> *set)
 {
     *set = {};
     for (int i = 0; i < n; i++) {
@@ -243,6 +245,8 @@ static bool matrix_set(hylo_hip_ctx *ctx, int n, const float *const *W, float *c
         if constexpr (sizeof(T) == sizeof(uint16_t)) w = hylo_hip_find_bf16(ctx, W[i]);
         else w = hylo_hip_find(ctx, W[i], "a projection matrix");
         if (!w) return false;
+        set->b[i] = b[i] ? hylo_hip_find(ctx, b[i], "a bias") : NULL;
+        if (b[i] && !set->b[i]) return false;
         set->W[i] = set->U[i] = w;
         set->y[i] = y[i];
         set->first[i + 1] = set->first[i] + out[i];
@@ -251,24 +255,27 @@ static bool matrix_set(hylo_hip_ctx *ctx, int n, const float *const *W, float *c
     return true;
 }
 
-/* y_i [T, out_i] = x [T, in] W_i^T for i < n (no biases; weights host pointers): one token in
- * one matrix-vector launch over the matrices' rows, more tokens one GEMM each. */
-void hylo_hip_linear_set(hylo_hip_ctx *ctx, const float *x, int64_t T, int64_t in, int n,
-                         const float *const *W, float *const *y, const int64_t *out)
+/* y_i [T, out_i] = x [T, in] W_i^T + b_i for i < n (weights and biases host pointers, b_i
+ * may be NULL): one token in one matrix-vector launch over the matrices' rows, more tokens one
+ * GEMM each. */
+void hylo_hip_linears(void *vctx, const float *x, int64_t T, int64_t in, int n,
+                      const float *const *W, const float *const *b, float *const *y,
+                      const int64_t *out)
 {
+    hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
     if (T <= 0 || n <= 0 || !hylo_hip_ok(ctx)) return;
     gemv_set<uint16_t> set16;
     gemv_set<float> set32;
     if (T == 1 && n <= GEMV_MATS) {
-        if (ctx->bf16 && matrix_set(ctx, n, W, y, out, &set16)) {
+        if (ctx->bf16 && matrix_set(ctx, n, W, b, y, out, &set16)) {
             gemv<1>(ctx, set16, x, in);
             return;
         }
-        if (!ctx->bf16 && matrix_set(ctx, n, W, y, out, &set32)) {
+        if (!ctx->bf16 && matrix_set(ctx, n, W, b, y, out, &set32)) {
             gemv<1>(ctx, set32, x, in);
             return;
         }
         if (!hylo_hip_ok(ctx)) return;
     }
-    for (int i = 0; i < n; i++) hylo_hip_linear(ctx, x, W[i], NULL, y[i], T, in, out[i]);
+    for (int i = 0; i < n; i++) hylo_hip_linear(ctx, x, W[i], b[i], y[i], T, in, out[i]);
 }

@@ -75,6 +75,8 @@ const hylo_ops hylo_hip_ops = {
     .cache_value_bytes = hylo_hip_cache_value_bytes,
     .cache_store = hylo_hip_cache_store,
     .add = hylo_hip_add,
+    .linears = hylo_hip_linears,
+    .add_rmsnorm = hylo_hip_add_rmsnorm,
     .embed = hylo_hip_embed,
     .finish = hylo_hip_finish,
 };

@@ -300,6 +300,57 @@ static void check_linear(uint64_t seed, bool bf16, int64_t T, int64_t in)
     close_case(&c);
 }
 
+/* Three projections of one input (the first and last with biases) through one call, against
+ * one reference linear each: one matrix-vector launch for a token, GEMMs for more. */
+static void check_linears(uint64_t seed, bool bf16, int64_t T, int64_t in)
+{
+    const int64_t out[3] = {48, 16, 24}, total = 48 + 16 + 24;
+    char variant[64];
+    snprintf(variant, sizeof variant, "T%lld %lld->48/16/24, 2 biases", (long long)T,
+             (long long)in);
+    tcase c;
+    start(&c, seed, variant, bf16);
+    const float *x = rnd(&c, T * in, 1.0);
+    const float *W[3], *b[3] = {weight(&c, rnd(&c, out[0], 0.1), out[0], false), NULL,
+                                weight(&c, rnd(&c, out[2], 0.1), out[2], false)};
+    float *want = host_alloc(&c, (size_t)(T * total) * sizeof(float));
+    for (int i = 0, off = 0; i < 3; off += (int)(T * out[i]), i++) {
+        W[i] = matrix(&c, out[i], in);
+        hylo_ref_linear(x, W[i], b[i], want + off, T, in, out[i]);
+    }
+    if (open_case(&c, "linears", variant)) {
+        float *y = dev_nan(&c, T * total);
+        float *const ys[3] = {y, y + T * out[0], y + T * (out[0] + out[1])};
+        hylo_hip_linears(c.ctx, dev_of(&c, x, T * in), T, in, 3, W, b, ys, out);
+        compare("linears", variant, dtype_of(&c), host_of(&c, y, T * total), want, T * total,
+                bf16 ? LIMIT_BF16_OP : LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+/* x += y, then RMSNorm, in one kernel (few rows: wide blocks; many: narrow). */
+static void check_add_rmsnorm(uint64_t seed, int64_t rows)
+{
+    const int64_t n = 200;
+    char variant[64];
+    snprintf(variant, sizeof variant, "%lld x %lld", (long long)rows, (long long)n);
+    tcase c;
+    start(&c, seed, variant, false);
+    const float *x = rnd(&c, rows * n, 2.0), *y = rnd(&c, rows * n, 1.0);
+    const float *w = weight(&c, uni(&c, n, 0.5, 1.5), n, false);
+    float *sum = copy_of(&c, x, rows * n), *want = host_alloc(&c, (size_t)(rows * n) * sizeof(float));
+    for (int64_t i = 0; i < rows * n; i++) sum[i] += y[i];
+    hylo_ref_rmsnorm(sum, w, want, rows, n, 1e-5);
+    if (open_case(&c, "add+rmsnorm", variant)) {
+        float *xd = dev_of(&c, x, rows * n), *xn = dev_nan(&c, rows * n);
+        hylo_hip_add_rmsnorm(c.ctx, xd, dev_of(&c, y, rows * n), w, xn, rows, n, 1e-5);
+        compare("add+rmsnorm", variant, "f32", host_of(&c, xn, rows * n), want, rows * n,
+                LIMIT_F32);
+        compare("add+rmsnorm x", variant, "f32", host_of(&c, xd, rows * n), sum, rows * n, 0.0);
+    }
+    close_case(&c);
+}
+
 static void check_rmsnorm(uint64_t seed)
 {
     const int64_t rows = 9, n = 200;
@@ -813,9 +864,14 @@ static void run_ops(uint64_t seed)
         check_linear(seed, bf16, 7, 96);
         check_linear(seed, bf16, 1, 96);
         check_linear(seed, bf16, 1, 97);
+        check_linears(seed, bf16, 1, 96);
+        check_linears(seed, bf16, 5, 96);
+        check_linears(seed, bf16, 1, 97);
         check_mlp(seed, bf16);
     }
     check_rmsnorm(seed);
+    check_add_rmsnorm(seed, 3);
+    check_add_rmsnorm(seed, 300);
     check_rope(seed);
     check_conv(seed, 11);
     check_conv(seed, 2);

@@ -178,6 +178,30 @@ static void add_into(const hylo_state *s, float *x, const float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* y_i = x W_i^T + b_i for i < n: the backend's fused entry, or one linear each. */
+static void project(const hylo_state *s, const float *x, int64_t T, int64_t in, int n,
+                    const float *const *W, const float *const *b, float *const *y,
+                    const int64_t *out)
+{
+    if (s->ops->linears) {
+        s->ops->linears(s->ctx, x, T, in, n, W, b, y, out);
+        return;
+    }
+    for (int i = 0; i < n; i++) s->ops->linear(s->ctx, x, W[i], b[i], y[i], T, in, out[i]);
+}
+
+/* x [T, D] += y ; xn = RMSNorm(x) w: the backend's fused entry, or the two ops. */
+static void add_then_norm(const hylo_state *s, float *x, const float *y, const float *w,
+                          float *xn, int64_t T, int64_t D, double eps)
+{
+    if (s->ops->add_rmsnorm) {
+        s->ops->add_rmsnorm(s->ctx, x, y, w, xn, T, D, eps);
+        return;
+    }
+    add_into(s, x, y, T * D);
+    s->ops->rmsnorm(s->ctx, x, w, xn, T, D, eps);
+}
+
 /* cache [offset, offset + n) <- src [n], in the cache's type. */
 static void cache_store(const hylo_state *s, float *cache, int64_t offset, const float *src,
                         int64_t n)
@@ -235,9 +259,10 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     hylo_layer_state *ls = &s->layers[li];
     const hylo_ops *op = s->ops;
     float *k_new = a->k, *v_new = a->v;
-    op->linear(s->ctx, a->xn, w->wq, w->bq, a->q, T, D, H * hd);
-    op->linear(s->ctx, a->xn, w->wk, w->bk, k_new, T, D, Hkv * hd);
-    op->linear(s->ctx, a->xn, w->wv, w->bv, v_new, T, D, Hkv * hd);
+    const float *const W[] = {w->wq, w->wk, w->wv}, *const b[] = {w->bq, w->bk, w->bv};
+    float *const qkv[] = {a->q, k_new, v_new};
+    const int64_t widths[] = {H * hd, Hkv * hd, Hkv * hd};
+    project(s, a->xn, T, D, 3, W, b, qkv, widths);
     if (c->qk_norm) {
         op->rmsnorm(s->ctx, a->q, w->q_norm, a->q, T * H, hd, c->rms_norm_eps);
         op->rmsnorm(s->ctx, k_new, w->k_norm, k_new, T * Hkv, hd, c->rms_norm_eps);
@@ -306,8 +331,7 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
     emit(s, &tr, "mixer.out", a->y, 2, shape);
     if (mixer_out) st = copy_floats(s, mixer_out, a->y, T * D, false, err);
     if (st != HYLO_OK) return st;
-    add_into(s, a->x, a->y, T * D);
-    op->rmsnorm(s->ctx, a->x, w->post_norm, a->xn, T, D, c->rms_norm_eps);
+    add_then_norm(s, a->x, a->y, w->post_norm, a->xn, T, D, c->rms_norm_eps);
     emit(s, &tr, "post_norm", a->xn, 2, shape);
     st = op->swiglu_mlp(s->ctx, a->xn, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down,
                         w->b_down, a->y, T, D, c->intermediate_size, err);

@@ -181,6 +181,16 @@ typedef struct hylo_ops {
     void (*cache_store)(void *ctx, float *cache, int64_t offset, const float *src, int64_t n);
     /* x [n] += y [n] */
     void (*add)(void *ctx, float *x, const float *y, int64_t n);
+
+    /* Optional fusions (NULL: forward.c calls the entries above one after the other).
+     * y_i [T, out_i] = x [T, in] W_i^T + b_i for i < n (b_i may be NULL): a layer's
+     * projections of one input, as n linear calls compute them */
+    void (*linears)(void *ctx, const float *x, int64_t T, int64_t in, int n,
+                    const float *const *W, const float *const *b, float *const *y,
+                    const int64_t *out);
+    /* x [rows, n] += y ; xn = hylo_ref_rmsnorm(x, w), as add then rmsnorm compute them */
+    void (*add_rmsnorm)(void *ctx, float *x, const float *y, const float *w, float *xn,
+                        int64_t rows, int64_t n, double eps);
     /* x [T, D] = table rows tokens[t] (host ids, already checked), table [V, D] */
     void (*embed)(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
                   float *x);
