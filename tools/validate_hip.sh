@@ -10,13 +10,14 @@
 #      several decode splits) and 4 decode steps, ref trace vs hip trace, same tolerances.
 # Options: --platform nvidia|amd (default: nvidia when nvidia-smi sees a GPU), --seed N,
 # --bench (after the table, hylo-hip-bench on random full-size Llama-3.2-1B models in bf16: the
-# teacher, 4MLA12GDN and 4MLA12M2; --bench-contexts LIST, --long N for the hybrids' decode
-# probe), --no-build (use the binaries already in build/ and build/hip-<platform>/). Exit
+# teacher, 4MLA12GDN and 4MLA12M2 at each context of --bench-contexts LIST, all three decoding
+# over a cache of --long N positions (a model that does not fit says so), then the fused KD/CE
+# loss: the README's table), --no-build (use the binaries already in build/ and build/hip-<platform>/). Exit
 # status 0 when every check passes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-platform=""; seed=1; bench=0; build=1; contexts="1024,8192,32768"; long=2097152
+platform=""; seed=1; bench=0; build=1; contexts="1024,8192,32768,131072"; long=2097152
 while [ $# -gt 0 ]; do
     case "$1" in
     --platform) platform=$2; shift 2 ;;
@@ -105,8 +106,8 @@ if [ "$bench" = 1 ]; then
         extra=(); [ "$layout" = teacher ] || extra=(--layout "$layout")
         "$hylo" init --preset llama-3.2-1b "${extra[@]}" --out "$work/llama-1b-$layout" > /dev/null || exit 1
     done
-    "$hip/hylo-hip-bench" --contexts "$contexts" "$work/llama-1b-teacher"
-    "$hip/hylo-hip-bench" --contexts "$contexts" --long "$long" "$work/llama-1b-4MLA12GDN" \
-        "$work/llama-1b-4MLA12M2"
+    "$hip/hylo-hip-bench" --contexts "$contexts" --long "$long" "$work/llama-1b-teacher" \
+        "$work/llama-1b-4MLA12GDN" "$work/llama-1b-4MLA12M2"
+    "$hip/hylo-hip-bench" --kd 4096,8192
 fi
 [ "$failures" -eq 0 ]
