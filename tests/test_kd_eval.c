@@ -234,6 +234,37 @@ START_TEST(kd_eval_forms_agree_and_self_is_zero)
 }
 END_TEST
 
+/* The cpu backend's layers give the reference's numbers to fp32 rounding: its forwards agree
+ * with ref's to NMSE ~1e-12 (test_backend_cpu), which moves these sums by ~1e-6 relative at
+ * most; 1e-4 leaves margin while a wrong layer moves them by O(1). bf16 weights stay close. */
+START_TEST(kd_eval_on_the_cpu_backend_agrees_with_ref)
+{
+    fixture f = make_fixture();
+    cJSON *ref = kd_eval_json(f.teacher, f.student, f.tokens, "");
+    const char *runs[2] = {"--backend cpu", "--backend cpu --weights bf16"};
+    const double limits[2] = {1e-4, 2e-2};
+    for (int k = 0; k < 2; k++) {
+        cJSON *j = kd_eval_json(f.teacher, f.student, f.tokens, runs[k]);
+        const char *keys[2] = {"kl", "ce"};
+        for (int i = 0; i < 2; i++)
+            ck_assert_msg(fabs(num(j, keys[i]) - num(ref, keys[i])) <=
+                              limits[k] * fabs(num(ref, keys[i])),
+                          "%s %s: %.10g vs %.10g", runs[k], keys[i], num(j, keys[i]),
+                          num(ref, keys[i]));
+        const double t = num(cJSON_GetObjectItemCaseSensitive(j, "ild"), "total");
+        const double t_ref = num(cJSON_GetObjectItemCaseSensitive(ref, "ild"), "total");
+        ck_assert_msg(fabs(t - t_ref) <= limits[k] * fabs(t_ref), "%s ILD: %.10g vs %.10g",
+                      runs[k], t, t_ref);
+        cJSON_Delete(j);
+    }
+    cJSON_Delete(ref);
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 1 "
+                                           "--backend ref --weights bf16", f.teacher, f.student),
+                         2, "bf16");
+    free_fixture(&f);
+}
+END_TEST
+
 START_TEST(kd_eval_prints_a_table_and_rejects_bad_input)
 {
     fixture f = make_fixture();
@@ -283,6 +314,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, kd_eval_matches_an_independent_evaluation);
     tcase_add_test(tc, kd_eval_forms_agree_and_self_is_zero);
+    tcase_add_test(tc, kd_eval_on_the_cpu_backend_agrees_with_ref);
     tcase_add_test(tc, kd_eval_prints_a_table_and_rejects_bad_input);
     suite_add_tcase(s, tc);
     return s;

@@ -55,8 +55,9 @@ int cmd_kd_eval(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_run_layer(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
-/* --backend ref|cpu (default cpu) and --weights f32|bf16 (default f32) of run and bench */
-bool cli_backend(const char *command, const cli_option *opts, size_t n, hylo_backend *backend,
-                 hylo_weights *weights);
+/* --backend ref|cpu|hip (default `fallback`) and --weights f32|bf16 (default f32) of run,
+ * bench and kd-eval */
+bool cli_backend(const char *command, const cli_option *opts, size_t n, hylo_backend fallback,
+                 hylo_backend *backend, hylo_weights *weights);
 
 #endif

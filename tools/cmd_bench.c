@@ -25,11 +25,11 @@
 #define COMMAND "bench"
 #define MAX_POINTS 16
 
-bool cli_backend(const char *command, const cli_option *opts, size_t n, hylo_backend *backend,
-                 hylo_weights *weights)
+bool cli_backend(const char *command, const cli_option *opts, size_t n, hylo_backend fallback,
+                 hylo_backend *backend, hylo_weights *weights)
 {
     const char *b = cli_get(opts, n, "--backend"), *w = cli_get(opts, n, "--weights");
-    *backend = HYLO_BACKEND_CPU;
+    *backend = fallback;
     *weights = HYLO_WEIGHTS_F32;
     if (b && !hylo_backend_parse(b, backend)) {
         fprintf(stderr, "hylo %s: --backend must be ref, cpu or hip, got '%s'\n", command, b);
@@ -731,7 +731,7 @@ int cmd_bench(int argc, char **argv)
     const char *tokens_list = cli_get(opts, n, "--tokens");
     int64_t Ts[MAX_POINTS] = {1, 512};
     int nT = 2;
-    if (!cli_backend(COMMAND, opts, n, &o.backend, &o.weights) ||
+    if (!cli_backend(COMMAND, opts, n, HYLO_BACKEND_CPU, &o.backend, &o.weights) ||
         !cli_int(COMMAND, opts, n, "--prompt", 1, 1 << 20, 512, &o.prompt) ||
         !cli_int(COMMAND, opts, n, "--steps", 1, 1 << 20, 16, &o.steps) ||
         !cli_int(COMMAND, opts, n, "--ref-tokens", 0, 1 << 16, 8, &o.ref_tokens) ||

@@ -307,6 +307,9 @@ int cmd_kd_eval(int argc, char **argv)
         {"--temperature", "t", "KL of softmax(z / t), times t^2 (default 1)", NULL},
         {"--chunk", "C", "KL chunked over C rows at a time (no [T, V] logits)", NULL},
         {"--tile", "N", "logit-free KL over vocabulary tiles of N (chunk: --chunk or 4096)", NULL},
+        {"--backend", "ref|cpu|hip", "the implementation of the layers (default ref: the "
+                                     "golden numbers; cpu and hip agree to rounding)", NULL},
+        {"--weights", "f32|bf16", "cpu and hip backends: weight storage (default f32)", NULL},
         {"--json", NULL, "print one JSON object instead of the table", NULL},
         {"--help", NULL, "show this help", NULL},
     };
@@ -330,11 +333,19 @@ int cmd_kd_eval(int argc, char **argv)
         !cli_load_tokens(COMMAND, opts, n, &tokens, &T))
         return CLI_USAGE;
     if (form.tile > 0 && form.chunk == 0) form.chunk = 4096;
+    hylo_backend backend;
+    hylo_weights weights;
+    if (!cli_backend(COMMAND, opts, n, HYLO_BACKEND_REF, &backend, &weights)) {
+        free(tokens);
+        return CLI_USAGE;
+    }
     hylo_error err = {0};
     hylo_model *teacher = NULL, *student = NULL;
     kd_eval_result r;
     if (hylo_model_load(tdir, &teacher, &err) != HYLO_OK ||
         hylo_model_load(sdir, &student, &err) != HYLO_OK ||
+        hylo_model_set_backend(teacher, backend, weights, &err) != HYLO_OK ||
+        hylo_model_set_backend(student, backend, weights, &err) != HYLO_OK ||
         evaluate(teacher, student, tokens, T, &form, &r, &err) != HYLO_OK) {
         rc = cli_fail(COMMAND, &err);
     } else {

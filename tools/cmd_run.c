@@ -146,7 +146,7 @@ int cmd_run(int argc, char **argv)
     hylo_weights weights;
     if (!cli_int(COMMAND, opts, n, "--generate", 0, 1 << 20, 0, &generate) ||
         !cli_int(COMMAND, opts, n, "--top-k", 0, INT32_MAX, 0, &top_k) ||
-        !cli_backend(COMMAND, opts, n, &backend, &weights) ||
+        !cli_backend(COMMAND, opts, n, HYLO_BACKEND_CPU, &backend, &weights) ||
         !cli_load_tokens(COMMAND, opts, n, &r.tokens, &r.n_prompt))
         return CLI_USAGE;
     int32_t *grown = realloc(r.tokens, (size_t)(r.n_prompt + generate) * sizeof *grown);
