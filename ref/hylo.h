@@ -583,7 +583,8 @@ const char *hylo_blas_coretype_hint(void);
  * `length` positions had been processed, without running them: attention K/V and MLA latent /
  * k_pe caches get `length` rows and the Mamba2 / GDN states values, all drawn from a normal
  * distribution of standard deviation 1 seeded by `seed`. The contents mean nothing; the cost
- * of each later decode step is that of a real sequence of that length. */
+ * of each later decode step is that of a real sequence of that length. A failure once filling
+ * has begun (out of memory) marks the state inconsistent, as a failed forward does. */
 hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t seed,
                                    hylo_error *err);
 

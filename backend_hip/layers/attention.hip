@@ -168,8 +168,10 @@ __global__ void __launch_bounds__(TILED_THREADS) attend_tiled(hylo_hip_attend_ar
 }
 
 /* acc[hh] += Q_hh [q0 .. q0 + n) . k [n] for the group's heads hh < group: k read in 16-byte
- * chunks when `vec` (n and k's address multiples of a chunk), else value by value. Q rows are
- * padded with zeros to multiples of PAD, so a chunk never reads past a row's values. */
+ * chunks when `vec` (n and k's address multiples of a chunk), else value by value. Q rows hold
+ * na + nb values then at least PAD zeros (qs = na + nb rounded up to PAD, plus PAD), so a
+ * chunk's reads past n (up to q0 + n + 7) stay inside the row and meet zeros or the next part's
+ * values times a zero key. */
 template <typename C>
 __device__ inline void score_part(float (&acc)[MAX_GROUP], const float *Qs, int64_t qs,
                                   int64_t q0, const C *k, int64_t n, int64_t group, bool vec)
@@ -235,9 +237,9 @@ typedef struct {
  *            adjacent chunks) and accumulates it for HEAD_BLOCK heads over the positions
  *            ks, ks + subsets, ...; the subsets' sums are then added in a fixed order (the
  *            result does not depend on scheduling). Otherwise thread (hh, d) sums column d.
- * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [heads][qs] (qs = na + nb
- * rounded up to PAD, zero-padded), P [heads][span + 1], and the subsets' sums
- * [subsets][heads][nv] when chunked over several subsets. ("group" below counts the block's heads.) */
+ * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [heads][qs] (see
+ * score_part), P [heads][span + 1], and the subsets' sums [subsets][heads][nv] when chunked over
+ * several subsets. ("group" below counts the block's heads.) */
 template <typename C>
 __global__ void __launch_bounds__(SPLIT_THREADS)
     attend_split(hylo_hip_attend_args a, split_plan plan, float *part_o, float *part_ml)
@@ -436,10 +438,11 @@ static size_t tiled_bytes(const hylo_hip_attend_args *a)
     return (size_t)(TQ * qs + TK * qs + TK * a->nv + TQ * (TK + 1) + 3 * TQ) * sizeof(float);
 }
 
-/* Lets `kernel` use `shared` bytes (beyond SHARED_LIMIT it must opt in). */
-static bool allow_shared(hylo_hip_ctx *ctx, const void *kernel, size_t shared)
+/* Lets `kernel`, which declares `fixed` bytes of static shared memory, use `shared` more
+ * (beyond SHARED_LIMIT in all it must opt in). */
+static bool allow_shared(hylo_hip_ctx *ctx, const void *kernel, size_t shared, size_t fixed)
 {
-    return shared <= SHARED_LIMIT ||
+    return shared + fixed <= SHARED_LIMIT ||
            hylo_hip_check(ctx, hipFuncSetAttribute(kernel,
                                                    hipFuncAttributeMaxDynamicSharedMemorySize,
                                                    (int)shared),
@@ -471,9 +474,9 @@ static void *spare_workspace(hylo_hip_ctx *ctx, size_t bytes)
  * g in place (ka + g ka_head, ka_row apart, and so on). Slices: the group's heads against one
  * key block (batch = H / Hkv, key stride 0) when the group has at least Hkv heads, else head
  * hh of every group (batch = Hkv, key stride ka_head); one batched GEMM per part per slice.
- * GEMM operands are bf16 (fp32 accumulation, tensor cores) when the caches are bf16, fp32
- * otherwise (no rounding: MLA's naive form, whose parts are fp32 scratch even in a bf16
- * context, stays fp32 and exact to the fp32 limits). OP workspace, `budget` bytes at most (or
+ * GEMM operands are bf16 (fp32 accumulation, tensor cores) when the parts are bf16 (a bf16
+ * context's caches, or MLA's naive form there, which hands over bf16 copies), fp32 otherwise
+ * (no rounding: exact to the fp32 limits). OP workspace, `budget` bytes at most (or
  * what LONG_ROWS rows at len take, if more):
  * S [batch, Tq, ld] fp32 (ld = Lk rounded up to SCORE_ALIGN), then for bf16 P [batch, Tq, ld]
  * and the queries [Tq, H, na + nb] (fp32: P overwrites S); Tq is the most rows that fit (at
@@ -572,7 +575,7 @@ static void attend_prefill(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
                       "do not fit a tile", (long long)(a->na + a->nb), (long long)a->nv);
         return;
     }
-    if (!allow_shared(ctx, (const void *)attend_tiled<C>, shared)) return;
+    if (!allow_shared(ctx, (const void *)attend_tiled<C>, shared, 0)) return;
     const dim3 grid((unsigned)((a->T + TQ - 1) / TQ), (unsigned)a->H);
     attend_tiled<C><<<grid, TILED_THREADS, shared, hylo_hip_stream(ctx)>>>(*a);
     hylo_hip_launched(ctx, "attention (tiled)");
@@ -601,8 +604,8 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
         return;
     }
     /* A short context has few spans: its blocks then take shorter spans and, for a large
-     * group (MLA's absorbed form: every head on one latent), slices of the group's heads of
-     * at least HEAD_BLOCK each, until there are DECODE_BLOCKS of them. */
+     * group (MLA's absorbed form: every head on one latent), slices of the group's heads,
+     * halving while a slice has more than HEAD_BLOCK, until there are DECODE_BLOCKS blocks. */
     split_plan plan = {MAX_SPAN, group, 1, 1, 1, false, false};
     auto blocks = [&](const split_plan &p) {
         return (a->len + p.span - 1) / p.span * a->Hkv * p.slices;
@@ -622,19 +625,21 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
         const int64_t combos = a->nv / per * ((plan.heads + HEAD_BLOCK - 1) / HEAD_BLOCK);
         plan.subsets = 2 * combos < SPLIT_THREADS ? SPLIT_THREADS / combos : 1;
     }
-    /* the longest span (up to the one chosen) whose block fits the shared memory */
+    /* the longest span (up to the one chosen) whose block fits the shared memory, the
+     * kernel's static reduction buffer included */
+    const size_t fixed = SPLIT_THREADS * sizeof(float);
     size_t shared = 0;
     for (; plan.span >= 32; plan.span /= 2) {
         const int64_t sums = plan.vec_v && plan.subsets > 1 ? plan.subsets * plan.heads * a->nv : 0;
         shared = (size_t)(plan.heads * qs + plan.heads * (plan.span + 1) + sums) * sizeof(float);
-        if (shared <= TILED_SHARED) break;
+        if (shared + fixed <= TILED_SHARED) break;
     }
     if (plan.span < 32) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld heads of %lld dims per group do "
                       "not fit a decode block", (long long)group, (long long)nq);
         return;
     }
-    if (!allow_shared(ctx, (const void *)attend_split<C>, shared)) return;
+    if (!allow_shared(ctx, (const void *)attend_split<C>, shared, fixed)) return;
     const int64_t nsplit = (a->len + plan.span - 1) / plan.span;
     float *part = (float *)hylo_hip_workspace(
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));

@@ -125,7 +125,7 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
  *   s_j = scale (q_a . ka(j, g) + q_b . kb(j, g)) ;  out[t, h] = sum_j softmax(s)_j v(j, g)
  * q [T, H, na + nb] (q_a first), out [T, H, nv]; part X of position j in group g at
  * X + j X_row + g X_head, values of one type for ka, kb and v: bf16 when `bf16` (a bf16
- * context's caches), else fp32. T = 1 runs split over the positions (flash decoding, fp32
+ * context's caches, or bf16 copies of MLA's decompressed parts), else fp32. T = 1 runs split over the positions (flash decoding, fp32
  * arithmetic); a prefill of T >= 64 goes through GEMMs (scores, a softmax row kernel, P V:
  * bf16 operands with fp32 accumulation over bf16 caches, else fp32), a shorter one through
  * tiles with an online softmax (fp32). */

@@ -9,16 +9,6 @@
 #define GEMV_ROWS 4   /* rows of W per block, blockDim / GEMV_ROWS threads each        */
 #define GEMV_UNROLL 4 /* 16-byte chunks of W a thread loads before it uses the first   */
 
-__device__ inline float weight_at(const float *W, int64_t i)
-{
-    return W[i];
-}
-
-__device__ inline float weight_at(const uint16_t *W, int64_t i)
-{
-    return hylo_bf16_widen(W[i]);
-}
-
 /* Element k of a 16-byte chunk of fp32 (k < 4) or bf16 (k < 8) weights. */
 __device__ inline float chunk_at(const uint4 &c, int k, const float *)
 {
@@ -64,7 +54,7 @@ __device__ inline float chunk_dot(const uint4 &c, const float *x, const T *tag)
 
 /* The matrices of one matrix-vector launch: rows first[i] .. first[i + 1] - 1 of the
  * concatenation are matrix i's (W[i] [rows, in], and U[i] for the gated product), written to
- * y[i] with b[i] added (one matrix: no bias). */
+ * y[i] with b[i] added where given (not in the gated product). */
 #define GEMV_MATS 8
 template <typename T>
 struct gemv_set {
@@ -122,7 +112,7 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
             for (int64_t i = lane; i < in; i += lanes)
 #pragma unroll
                 for (int m = 0; m < NM; m++)
-                    acc[m] += weight_at(Ws[m], i) * input_for(Ws[0], x[i]);
+                    acc[m] += hylo_load(Ws[m], i) * input_for(Ws[0], x[i]);
         }
     }
 #pragma unroll

@@ -171,7 +171,8 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
      * k_pe [T, rope], o [T, H, v], then naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm)
      * or [len, rope]; absorbed: q_cat [T, H, r + rope], o_lat [T, H, r] */
     const int64_t common = T * d->q_rank + T * H * dq + 2 * T * (r + rope) + T * H * d->v;
-    const int64_t keys = len * (L->w.k_norm ? Hm * dq : rope);
+    /* keys: rebuilt with a k_norm; else k_pe widened (fp32 context) or read as cached (bf16) */
+    const int64_t keys = L->w.k_norm ? len * Hm * dq : ctx->bf16 ? 0 : len * rope;
     const int64_t half = ctx->bf16 ? (len * Hm * dkv + (L->w.k_norm ? keys : 0) + 1) / 2 : 0;
     const int64_t form = absorbed ? T * H * (r + rope) + T * H * r : len * Hm * dkv + keys + half;
     float *q_a = (float *)hylo_hip_workspace(ctx, HYLO_HIP_LAYER,

@@ -3,8 +3,8 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-#define FEW_ROWS 64      /* up to this many rows, blocks of ROW_THREADS_FEW threads */
-#define ROW_THREADS_FEW 1024
+#define FEW_ROWS 64      /* up to this many rows of at least ROW_THREADS_FEW values, */
+#define ROW_THREADS_FEW 1024 /* blocks of this many threads                          */
 
 /* Block r: y[r, i] = w[i] x[r, i] / sqrt(mean_i x[r, i]^2 + eps) (y may alias x: each
  * element is read and written by the same thread); with a residual res, first
@@ -41,7 +41,8 @@ static void rmsnorm_launch(hylo_hip_ctx *ctx, float *x, const float *res, const 
         hylo_hip_fail(ctx, HYLO_ERR_RANGE, "hip backend: rmsnorm of %lld rows", (long long)rows);
         return;
     }
-    const unsigned threads = rows <= FEW_ROWS ? ROW_THREADS_FEW : HYLO_HIP_THREADS;
+    const unsigned threads =
+        rows <= FEW_ROWS && n >= ROW_THREADS_FEW ? ROW_THREADS_FEW : HYLO_HIP_THREADS;
     rmsnorm_kernel<<<(unsigned)rows, threads, 0, hylo_hip_stream(ctx)>>>(x, res, w, y, n,
                                                                         (float)eps);
     hylo_hip_launched(ctx, "rmsnorm");

@@ -417,7 +417,8 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
     st = copy_floats(s, a.x, x, n, true, err);
     if (st == HYLO_OK)
         st = mark_if_failed(s, decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err), err);
-    if (st == HYLO_OK) st = copy_floats(s, out, a.x, n, false, err);
+    /* a device backend reports a fault of the layer's queued work at the copy or the finish */
+    if (st == HYLO_OK) st = mark_if_failed(s, copy_floats(s, out, a.x, n, false, err), err);
     if (st == HYLO_OK && s->ops->finish) st = mark_if_failed(s, s->ops->finish(s->ctx, err), err);
     free_activations(s, &a);
     return st;

@@ -1,6 +1,7 @@
 /* state.c: the per-sequence state of every layer: growing caches for attention (K, V) and MLA
  * (latent, k_pe), fixed-size recurrent states for Mamba2 and GDN (zero at the start), and the
  * state's backend with its context. A device-resident backend holds all of it in its memory. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,7 +238,7 @@ static hylo_status fill_normal(const hylo_state *s, float *x, int64_t n, bool ca
         return HYLO_OK;
     }
     const size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
-    const bool convert = cache && s->ops->cache_store;
+    const bool convert = cache && cache_value_bytes(s) != sizeof(float);
     float *host = malloc(bytes), *dev = convert ? s->ops->mem_alloc(s->ctx, bytes) : x;
     hylo_status st = HYLO_OK;
     if (!host || !dev)
@@ -292,7 +293,12 @@ hylo_status hylo_state_fill_random(hylo_state *state, int64_t length, uint64_t s
                 st = fill_normal(state, bufs[b], sizes[b], false, seed, stream++, err);
         }
     }
-    if (st != HYLO_OK) return st;
+    if (st != HYLO_OK) {
+        /* earlier layers hold random values already: the state is no longer usable */
+        snprintf(state->broken, sizeof state->broken, "%.*s", (int)sizeof state->broken - 1,
+                 err && err->message[0] ? err->message : "?");
+        return st;
+    }
     state->length = length;
     return HYLO_OK;
 }
