@@ -415,6 +415,89 @@ START_TEST(half_done_forward_poisons_the_state)
 }
 END_TEST
 
+/* A stand-in device backend: the reference ops over "device" memory that is host memory
+ * (calloc'd, copied with memcpy), so that forward.c's and state.c's device paths (activations
+ * and logits in the backend's memory, copies in and out, cache growth by copy) run without a
+ * GPU. Copies fail from copy number copy_fail_at on (0: never). */
+static int copies, copy_fail_at;
+
+static void *fake_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    return calloc(1, bytes > 0 ? bytes : 1);
+}
+
+static void fake_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+static hylo_status fake_copy(void *ctx, void *dst, const void *src, size_t bytes,
+                             hylo_copy_kind kind, hylo_error *err)
+{
+    (void)ctx;
+    (void)kind;
+    if (copy_fail_at > 0 && ++copies >= copy_fail_at)
+        return hylo_error_set(err, HYLO_ERR_NOMEM, "injected copy fault %d", copies);
+    memcpy(dst, src, bytes);
+    return HYLO_OK;
+}
+
+static hylo_ops fake_device_ops(void)
+{
+    hylo_ops ops = hylo_ref_ops;
+    ops.mem_alloc = fake_alloc;
+    ops.mem_free = fake_free;
+    ops.mem_copy = fake_copy;
+    return ops;
+}
+
+/* The device paths give the reference's logits bit for bit (same ops, same order), through a
+ * prefill, cache growth and decode steps; a random fill that fails half-way marks its state. */
+START_TEST(device_paths_match_ref_and_failed_fill_poisons)
+{
+    char *dir = make_checkpoint("tiny-llama", HYLO_F32, 2);
+    hylo_error err = {0};
+    hylo_model *model = NULL;
+    ck_assert_ok(hylo_model_load(dir, &model, &err), &err);
+    const int64_t V = hylo_model_config(model)->vocab_size;
+    const int32_t tokens[20] = {5, 1, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6};
+    float want[20][256], got[20][256];
+    ck_assert_int_le(V, 256);
+    hylo_ops device = fake_device_ops();
+    copy_fail_at = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        model->ops = pass == 0 ? &hylo_ref_ops : &device;
+        float (*out)[256] = pass == 0 ? want : got;
+        hylo_state *state = NULL;
+        ck_assert_ok(hylo_state_create(model, 4, &state, &err), &err); /* grows twice */
+        ck_assert_ok(hylo_forward(model, state, tokens, 12, HYLO_LOGITS_LAST, out[0], &err), &err);
+        for (int t = 12; t < 20; t++)
+            ck_assert_ok(hylo_forward(model, state, tokens + t, 1, HYLO_LOGITS_LAST, out[t], &err),
+                         &err);
+        hylo_state_free(state);
+    }
+    ck_assert_mem_eq(got[0], want[0], (size_t)V * sizeof(float));
+    for (int t = 12; t < 20; t++) ck_assert_mem_eq(got[t], want[t], (size_t)V * sizeof(float));
+    /* the third copy of the fill (layer 1's keys) fails: layer 0 holds random rows already */
+    model->ops = &device;
+    hylo_state *state = NULL;
+    ck_assert_ok(hylo_state_create(model, 64, &state, &err), &err);
+    copies = 0;
+    copy_fail_at = 3;
+    ck_assert_int_eq(hylo_state_fill_random(state, 50, 1, &err), HYLO_ERR_NOMEM);
+    copy_fail_at = 0;
+    ck_assert_int_eq(hylo_forward(model, state, tokens, 1, HYLO_LOGITS_LAST, got[0], &err),
+                     HYLO_ERR_USAGE);
+    ck_assert_msg(strstr(err.message, "injected copy fault 3"), "%s", err.message);
+    hylo_state_free(state);
+    model->ops = &hylo_ref_ops;
+    hylo_model_free(model);
+    free(dir);
+}
+END_TEST
+
 static void put_nan(hylo_tensor_spec *spec, float *data)
 {
     (void)spec;
@@ -608,6 +691,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, sharded_checkpoint_loads_like_single_file);
     tcase_add_test(tc, bad_tokens_are_rejected_without_side_effects);
     tcase_add_test(tc, half_done_forward_poisons_the_state);
+    tcase_add_test(tc, device_paths_match_ref_and_failed_fill_poisons);
     tcase_add_test(tc, bad_weights_are_named);
     tcase_add_test(tc, load_refuses_tensors_outside_the_model);
     tcase_add_test(tc, tied_head_in_the_checkpoint_must_equal_the_embedding);
