@@ -12,12 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../backend_cpu/layers/cpu_layers.h"
 #include "cli.h"
+#include "core/clock.h"
 #include "io/json.h"
 #include "layers/layers.h"
 #include "model/model.h"
@@ -49,20 +48,6 @@ bool cli_backend(const char *command, const cli_option *opts, size_t n, hylo_bac
 /* ------------------------------------------------------------------------------------------ */
 /* Clock, memory, output                                                                       */
 /* ------------------------------------------------------------------------------------------ */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_bytes(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return 1024.0 * (double)ru.ru_maxrss; /* Linux reports KiB */
-}
 
 /* The run's results, printed as a table or as one JSON object. */
 typedef struct {
@@ -136,9 +121,9 @@ static double sgemm_peak(int repeat)
     for (int k = 0; X && W && Y && k < 2; k++) {
         const int64_t M = shapes[k][0], N = shapes[k][1];
         for (int r = 0; r <= repeat + 4; r++) {
-            const double t0 = now_seconds();
+            const double t0 = hylo_seconds();
             hylo_cpu_gemm_xwt(X, W, NULL, Y, M, K, N);
-            const double gflops = 2.0 * (double)(M * N * K) / (now_seconds() - t0) / 1e9;
+            const double gflops = 2.0 * (double)(M * N * K) / (hylo_seconds() - t0) / 1e9;
             if (r > 0 && gflops > best) best = gflops;
         }
     }
@@ -173,10 +158,10 @@ static double stream_bandwidth(int repeat)
     double best = 0.0, sink = 0.0;
     for (int r = 0; x && r < repeat + 2; r++) {
         double sum = 0.0;
-        const double t0 = now_seconds();
+        const double t0 = hylo_seconds();
 #pragma omp parallel for schedule(static) reduction(+ : sum)
         for (int64_t b = 0; b < n / (4 * block); b++) sum += read_four_streams(x + 4 * b * block, block);
-        const double gbs = (double)n * sizeof(float) / (now_seconds() - t0) / 1e9;
+        const double gbs = (double)n * sizeof(float) / (hylo_seconds() - t0) / 1e9;
         sink += sum;
         if (gbs > best) best = gbs;
     }
@@ -247,9 +232,9 @@ static hylo_status time_prefill(const hylo_model *m, int64_t T, int repeat, doub
         hylo_state *s = NULL;
         random_tokens(tokens, T, V, (uint64_t)r + 1);
         st = hylo_state_create(m, T + 1, &s, err);
-        const double t0 = now_seconds();
+        const double t0 = hylo_seconds();
         if (st == HYLO_OK) st = hylo_forward(m, s, tokens, T, HYLO_LOGITS_LAST, logits, err);
-        const double dt = now_seconds() - t0;
+        const double dt = hylo_seconds() - t0;
         if (st == HYLO_OK && dt < *seconds) *seconds = dt;
         hylo_state_free(s);
     }
@@ -273,12 +258,12 @@ static hylo_status time_decode(const hylo_model *m, int64_t context, int64_t ste
         if (st == HYLO_OK) st = hylo_state_fill_random(s, context, (uint64_t)r + 7, err);
         int32_t token = 1;
         if (st == HYLO_OK) st = hylo_forward(m, s, &token, 1, HYLO_LOGITS_LAST, logits, err);
-        const double t0 = now_seconds();
+        const double t0 = hylo_seconds();
         for (int64_t i = 0; st == HYLO_OK && i < steps; i++) {
             random_tokens(&token, 1, V, (uint64_t)i + 11);
             st = hylo_forward(m, s, &token, 1, HYLO_LOGITS_LAST, logits, err);
         }
-        const double dt = (now_seconds() - t0) / (double)steps;
+        const double dt = (hylo_seconds() - t0) / (double)steps;
         if (st == HYLO_OK && dt < *seconds) *seconds = dt;
         hylo_state_free(s);
     }
@@ -386,7 +371,7 @@ static hylo_status bench_model(hylo_model *m, const bench_options *o, machine *m
     if (st == HYLO_OK) st = time_prefill(m, o->prompt, o->repeat, &prefill, err);
     if (st == HYLO_OK) st = time_decode(m, o->prompt, o->steps, o->repeat, &decode, err);
     if (st != HYLO_OK) return st;
-    const double rss = peak_rss_bytes(); /* load, prefill and decode */
+    const double rss = hylo_peak_rss_bytes(); /* load, prefill and decode */
     remeasure(mc, r);
     const double flops = prefill_flops(m, &s, o->prompt);
     const double matrix_bytes = s.matrix_params * (o->weights == HYLO_WEIGHTS_BF16 ? 2.0 : 4.0);
@@ -561,9 +546,9 @@ static hylo_status bench_ops(const char *op, const op_shapes *sh, const int64_t 
     do {                                                                                       \
         *(seconds) = INFINITY;                                                                 \
         for (int r_ = 0; (status) == HYLO_OK && r_ <= (repeat); r_++) {                        \
-            const double t0_ = now_seconds();                                                  \
+            const double t0_ = hylo_seconds();                                                  \
             (status) = (call);                                                                 \
-            const double dt_ = now_seconds() - t0_;                                            \
+            const double dt_ = hylo_seconds() - t0_;                                            \
             if (r_ > 0 && dt_ < *(seconds)) *(seconds) = dt_;                                  \
         }                                                                                      \
     } while (0)
@@ -784,13 +769,13 @@ int cmd_bench(int argc, char **argv)
     }
     put_number(&r, "sgemm_peak_gflops", mc.sgemm_gflops);
     put_number(&r, "stream_gbs", mc.stream_gbs);
-    put_number(&r, "peak_rss_bytes", peak_rss_bytes());
+    put_number(&r, "peak_rss_bytes", hylo_peak_rss_bytes());
     if (st != HYLO_OK) {
         hylo_text_free(&r.json);
         return cli_fail(COMMAND, &err);
     }
     if (r.as_json) printf("%s\n}\n", r.json.data);
-    else printf("peak RSS %.2f GiB\n", peak_rss_bytes() / 1073741824.0);
+    else printf("peak RSS %.2f GiB\n", hylo_peak_rss_bytes() / 1073741824.0);
     hylo_text_free(&r.json);
     return CLI_OK;
 }

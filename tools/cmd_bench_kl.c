@@ -4,28 +4,11 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "cli.h"
+#include "core/clock.h"
 
 #define COMMAND "bench-kl"
-
-/* Seconds on the monotonic clock. */
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The peak resident set of this process so far, in bytes. */
-static double peak_rss_bytes(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return 1024.0 * (double)ru.ru_maxrss; /* Linux reports KiB */
-}
 
 /* x [n] uniform in [-1, 1) from a splitmix64 stream: logits h.W then have a standard
  * deviation of sqrt(D) / 3 (2.7 at D = 64), a realistic spread for softmaxes. */
@@ -124,17 +107,17 @@ int cmd_bench_kl(int argc, char **argv)
     opt.progress = "logit-free KL";
     hylo_kd_result res;
     hylo_error err = {0};
-    const double t0 = now_seconds();
+    const double t0 = hylo_seconds();
     hylo_status st = hylo_kd_loss_logit_free(&student, &teacher, NULL, T, V, chunk, tile, &opt,
                                              &res, b.grad_h, b.grad_w, &err);
-    const double seconds = now_seconds() - t0;
+    const double seconds = hylo_seconds() - t0;
     if (st != HYLO_OK) {
         free_buffers(&b);
         return cli_fail(COMMAND, &err);
     }
     /* each logit of both models is made twice (2 D flops), G goes back through two products */
     const double flops = 2.0 * (double)T * (double)V * (double)D * (2.0 * 2.0 + 2.0);
-    const double rss = peak_rss_bytes();
+    const double rss = hylo_peak_rss_bytes();
     printf("KL (batchmean, B = 1) = %.6f\n", res.kl);
     printf("time %.1f s: %.3g logits/s per model, %.0f rows/s, %.2f GFLOP/s (double)\n", seconds,
            (double)T * (double)V / seconds, (double)T / seconds, flops / seconds * 1e-9);

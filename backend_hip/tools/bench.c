@@ -18,21 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/rng.h"
 #include "layers/hip_layers.h"
 #include "losses/hip_losses.h"
 
 #define MAX_CONTEXTS 8
 #define MAX_STEPS 64
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int die(const char *what, const hylo_error *err)
 {
@@ -70,12 +63,12 @@ static double copy_bandwidth(hylo_hip_ctx *ctx, hylo_error *err)
     float *src = random_device(ctx, n, err), *dst = hylo_hip_alloc(ctx, (size_t)n * sizeof(float));
     double best = 0.0;
     for (int rep = 0; src && dst && rep < 11; rep++) {
-        const double t0 = now();
+        const double t0 = hylo_seconds();
         if (hylo_hip_copy(ctx, dst, src, (size_t)n * sizeof(float), HYLO_COPY_ON_DEVICE, err) !=
                 HYLO_OK ||
             hylo_hip_finish(ctx, err) != HYLO_OK)
             break;
-        const double rate = 2.0 * (double)n * sizeof(float) / (now() - t0) / 1e9;
+        const double rate = 2.0 * (double)n * sizeof(float) / (hylo_seconds() - t0) / 1e9;
         if (rep > 0 && rate > best) best = rate;
     }
     hylo_hip_release(ctx, src);
@@ -92,10 +85,10 @@ static double gemm_rate(hylo_hip_ctx *ctx, hylo_error *err)
     double best = 0.0;
     if (a && c && a16) hylo_hip_to_bf16(ctx, a, a16, n * n);
     for (int rep = 0; a && c && a16 && rep < 11; rep++) {
-        const double t0 = now();
+        const double t0 = hylo_seconds();
         hylo_hip_gemm(ctx, HYLO_BF16, false, true, n, n, n, 1.0f, a16, n, a16, n, 0.0f, c, n);
         if (hylo_hip_finish(ctx, err) != HYLO_OK) break;
-        const double rate = 2.0 * (double)n * n * n / (now() - t0) / 1e12;
+        const double rate = 2.0 * (double)n * n * n / (hylo_seconds() - t0) / 1e12;
         if (rep > 0 && rate > best) best = rate;
     }
     hylo_hip_release(ctx, a);
@@ -173,10 +166,10 @@ static hylo_status decode_steps(const hylo_model *m, hylo_state *s, int64_t step
     double t[MAX_STEPS];
     int32_t token = 17;
     for (int64_t i = 0; i < steps; i++) {
-        const double t0 = now();
+        const double t0 = hylo_seconds();
         hylo_status st = hylo_forward(m, s, &token, 1, HYLO_LOGITS_LAST, logits, err);
         if (st != HYLO_OK) return st;
-        t[i] = now() - t0;
+        t[i] = hylo_seconds() - t0;
         token = (int32_t)((token * 7919 + 13) % m->cfg.vocab_size);
     }
     qsort(t, (size_t)steps, sizeof t[0], compare_doubles);
@@ -239,9 +232,9 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
             if (st == HYLO_OK) st = hylo_state_create(m, L + u->steps + 1, &s, &err);
         }
         if (st == HYLO_OK) {
-            const double t0 = now();
+            const double t0 = hylo_seconds();
             st = hylo_forward(m, s, tokens, L, HYLO_LOGITS_LAST, logits, &err);
-            ttft = now() - t0;
+            ttft = hylo_seconds() - t0;
         }
         if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &err);
         hylo_state_free(s);
@@ -354,10 +347,10 @@ static int bench_kd(int argc, char **argv)
         const hylo_hip_kd_side S = {h, NULL, head16, D}, T = {h + N * D, NULL, head16, D};
         hylo_kd_result res;
         for (int rep = 0; rep < 6 && st == HYLO_OK; rep++) {
-            const double t0 = now();
+            const double t0 = hylo_seconds();
             st = hylo_hip_kd_loss_logit_free(ctx, &S, &T, labels, N, V, N, tile, &opt, &res, dh,
                                              dW, &err);
-            t[rep] = now() - t0;
+            t[rep] = hylo_seconds() - t0;
         }
         if (st != HYLO_OK) {
             hylo_hip_finish(ctx, &err);

@@ -1,20 +1,14 @@
 /* progress.c: the progress reporter of progress.h (terminal bar, or plain lines at 10% steps). */
 #include "core/progress.h"
 
+#include "core/clock.h"
+
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BAR_WIDTH 30
 #define REDRAW_SECONDS 0.1
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* "1.50 GiB" for bytes, "1234 tokens" for anything else. */
 static void format_amount(char *out, size_t size, double amount, const char *unit)
@@ -95,7 +89,7 @@ void hylo_progress_begin(hylo_progress *p, const char *label, uint64_t total, co
     p->enabled = label != NULL && total >= quiet_below && total > 0;
     if (!p->enabled) return;
     p->tty = isatty(STDERR_FILENO) == 1;
-    p->start = now_seconds();
+    p->start = hylo_seconds();
     if (p->tty) draw_bar(p, p->start);
 }
 
@@ -103,7 +97,7 @@ void hylo_progress_update(hylo_progress *p, uint64_t done)
 {
     p->done = done < p->total ? done : p->total;
     if (!p->enabled) return;
-    double t = now_seconds();
+    double t = hylo_seconds();
     if (p->tty) {
         if (t - p->last_draw >= REDRAW_SECONDS) draw_bar(p, t);
         return;
@@ -119,7 +113,7 @@ void hylo_progress_update(hylo_progress *p, uint64_t done)
 void hylo_progress_end(hylo_progress *p)
 {
     if (!p->enabled) return;
-    double t = now_seconds();
+    double t = hylo_seconds();
     if (p->tty) {
         draw_bar(p, t);
         fputc('\n', stderr);
