@@ -261,6 +261,9 @@ START_TEST(kd_eval_on_the_cpu_backend_agrees_with_ref)
     hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 1 "
                                            "--backend ref --weights bf16", f.teacher, f.student),
                          2, "bf16");
+    hylo_test_cli_expect(hylo_test_cli_run("kd-eval --teacher %s --student %s --tokens 1 "
+                                           "--backend gpu", f.teacher, f.student),
+                         2, "ref, cpu or hip");
     free_fixture(&f);
 }
 END_TEST
