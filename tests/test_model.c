@@ -444,12 +444,44 @@ static hylo_status fake_copy(void *ctx, void *dst, const void *src, size_t bytes
     return HYLO_OK;
 }
 
+/* Its decode-step entries log their calls; step_end reports a failed recording on the steps
+ * listed in again_at (forward.c must then run the step's ops once more). */
+#define MAX_STEP_CALLS 32
+static struct {
+    int begins, ends, again_at[2];
+    int32_t token[MAX_STEP_CALLS];
+    int64_t pos[MAX_STEP_CALLS], layout[MAX_STEP_CALLS];
+} steps;
+
+static bool fake_step_begin(void *ctx, int32_t token, int64_t pos, int64_t layout)
+{
+    (void)ctx;
+    if (steps.begins < MAX_STEP_CALLS) {
+        steps.token[steps.begins] = token;
+        steps.pos[steps.begins] = pos;
+        steps.layout[steps.begins] = layout;
+    }
+    steps.begins++;
+    return false;
+}
+
+static hylo_status fake_step_end(void *ctx, bool *again, hylo_error *err)
+{
+    (void)ctx;
+    (void)err;
+    *again = steps.ends == steps.again_at[0] || steps.ends == steps.again_at[1];
+    steps.ends++;
+    return HYLO_OK;
+}
+
 static hylo_ops fake_device_ops(void)
 {
     hylo_ops ops = hylo_ref_ops;
     ops.mem_alloc = fake_alloc;
     ops.mem_free = fake_free;
     ops.mem_copy = fake_copy;
+    ops.step_begin = fake_step_begin;
+    ops.step_end = fake_step_end;
     return ops;
 }
 
@@ -467,6 +499,9 @@ START_TEST(device_paths_match_ref_and_failed_fill_poisons)
     ck_assert_int_le(V, 256);
     hylo_ops device = fake_device_ops();
     copy_fail_at = 0;
+    memset(&steps, 0, sizeof steps);
+    steps.again_at[0] = 2;
+    steps.again_at[1] = 5;
     for (int pass = 0; pass < 2; pass++) {
         model->ops = pass == 0 ? &hylo_ref_ops : &device;
         float (*out)[256] = pass == 0 ? want : got;
@@ -480,6 +515,25 @@ START_TEST(device_paths_match_ref_and_failed_fill_poisons)
     }
     ck_assert_mem_eq(got[0], want[0], (size_t)V * sizeof(float));
     for (int t = 12; t < 20; t++) ck_assert_mem_eq(got[t], want[t], (size_t)V * sizeof(float));
+    /* each decode step, and only those, bracketed once with its token, its position and the
+     * state's capacity (room for the step); steps 2 and 5 ran their ops twice */
+    ck_assert_int_eq(steps.begins, 8);
+    ck_assert_int_eq(steps.ends, 8);
+    for (int t = 12; t < 20; t++) {
+        ck_assert_int_eq(steps.token[t - 12], tokens[t]);
+        ck_assert_int_eq(steps.pos[t - 12], t);
+        ck_assert_int_ge(steps.layout[t - 12], t + 1);
+    }
+    /* a traced step runs its ops without the backend's steps */
+    hylo_trace *trace = NULL;
+    ck_assert_ok(hylo_trace_create(NULL, &trace, &err), &err);
+    hylo_state *traced = NULL;
+    ck_assert_ok(hylo_state_create(model, 4, &traced, &err), &err);
+    hylo_state_set_trace(traced, trace);
+    ck_assert_ok(hylo_forward(model, traced, tokens, 1, HYLO_LOGITS_LAST, got[0], &err), &err);
+    ck_assert_int_eq(steps.begins, 8);
+    hylo_state_free(traced);
+    hylo_trace_free(trace);
     /* the third copy of the fill (layer 1's keys) fails: layer 0 holds random rows already */
     model->ops = &device;
     hylo_state *state = NULL;

@@ -42,6 +42,12 @@ __device__ inline int64_t hylo_stride(void)
     return (int64_t)gridDim.x * blockDim.x;
 }
 
+/* A position-dependent value (hip.h): read at the step's position when recorded. */
+__device__ inline int64_t hylo_pos(hylo_hip_pos p)
+{
+    return p.at ? *p.at + p.offset : p.offset;
+}
+
 __device__ inline float hylo_bf16_widen(uint16_t h)
 {
     return __uint_as_float((unsigned)h << 16);

@@ -60,6 +60,28 @@ int64_t hylo_hip_weights_bytes(const hylo_hip_weights *w);
  * rounding of a GEMM's activation input. One request per level per call: carve it. */
 typedef enum { HYLO_HIP_LAYER = 0, HYLO_HIP_OP, HYLO_HIP_GEMM, HYLO_HIP_LEVELS } hylo_hip_level;
 
+/* Decode steps recorded once and replayed (core/step.hip): a step's kernels read its position
+ * and token from device memory, so that one recording (a HIP graph) serves the following
+ * steps for as long as the host-side choices made while recording hold. */
+typedef struct {
+    int64_t pos;   /* the step's position                                               */
+    int32_t token; /* its token id                                                      */
+} hylo_hip_step_input;
+
+typedef struct {
+    bool off;                    /* HYLO_HIP_GRAPH=0: every step runs its ops one by one  */
+    hylo_hip_step_input *input;  /* device: what the recorded kernels read               */
+    hylo_hip_step_input host;    /* the next step's, copied to `input` before it runs    */
+    bool recording;              /* the ops are being recorded at position host.pos      */
+    int64_t lo, hi;              /* positions the recording holds for (while recording:   */
+                                 /* narrowed by the ops, see hylo_hip_pos_holds)          */
+    void *exec;                  /* hipGraphExec_t of the recording, or NULL              */
+    int64_t layout;              /* the state's layout (capacity) it was recorded over    */
+    uint64_t generation;         /* the workspaces' generation it was recorded over       */
+    int failures;                /* recordings that failed in a row                       */
+    int64_t recordings, replays; /* counts, for the checks                                */
+} hylo_hip_steps;
+
 typedef struct {
     void *stream;                      /* hipStream_t: the state's work, in order          */
     void *blas;                        /* hipblasHandle_t, or NULL: the built-in GEMM      */
@@ -67,11 +89,13 @@ typedef struct {
     bool bf16;                         /* projections multiply the bf16 copies             */
     void *work[HYLO_HIP_LEVELS];       /* device workspaces, grow-only                     */
     size_t work_bytes[HYLO_HIP_LEVELS];
+    uint64_t work_generation;          /* counts the workspaces' reallocations             */
     int32_t *tokens;                   /* device token ids of embed [token_cap]            */
     int64_t token_cap;
     float *host;                       /* host staging of traced tensors [host_floats]     */
     int64_t host_floats;
     hylo_error failure;                /* the first failure since the last finish (or OK)  */
+    hylo_hip_steps steps;
 } hylo_hip_ctx;
 
 /* Whether the build multiplies through hipBLAS / cuBLAS (else the built-in GEMM only). */
@@ -134,6 +158,37 @@ void hylo_hip_trace_slice(hylo_hip_ctx *ctx, const hylo_tracer *tr, const char *
                           int64_t width, int ndim, const int64_t *shape);
 void hylo_hip_trace(hylo_hip_ctx *ctx, const hylo_tracer *tr, const char *name, const float *src,
                     int ndim, const int64_t *shape);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Recorded decode steps (core/step.hip)                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A value that depends on the step's position, as a kernel reads it (hylo_pos in device.h):
+ * `offset`, plus the position read from `at` while a step is recorded (then offset is the
+ * value minus the recording's position), so that a replay at a later position sees its own. */
+typedef struct {
+    int64_t offset;
+    const int64_t *at;
+} hylo_hip_pos;
+
+/* `value` (the host's, at the current step) as its kernels must read it. */
+hylo_hip_pos hylo_hip_pos_of(const hylo_hip_ctx *ctx, int64_t value);
+/* The caller chose its launches (grid, workspace, plan) from `value`; they stay right for
+ * values in [lo, hi]: a recording in progress then replays only at positions that keep
+ * `value` there. Nothing while not recording. */
+void hylo_hip_pos_holds(hylo_hip_ctx *ctx, int64_t value, int64_t lo, int64_t hi);
+
+/* The ops table's step entries (see hylo_ops): replays the recording for `token` at `pos`
+ * when it holds there (true), else starts recording the step's ops unless recording is off
+ * or failed on the previous step (false: forward.c runs the ops). */
+bool hylo_hip_step_begin(void *ctx, int32_t token, int64_t pos, int64_t layout);
+/* Ends a recording: replays it (HYLO_OK), or, when it failed (nothing ran), sets *again and
+ * clears the failure. Nothing when no recording was in progress. */
+hylo_status hylo_hip_step_end(void *ctx, bool *again, hylo_error *err);
+/* A context's step input (context creation; HYLO_HIP_GRAPH read there) and the recording's
+ * resources (context_free). */
+hylo_status hylo_hip_steps_init(hylo_hip_ctx *ctx, hylo_error *err);
+void hylo_hip_steps_free(hylo_hip_ctx *ctx);
 
 /* ------------------------------------------------------------------------------------------ */
 /* GEMM (core/gemm.hip)                                                                        */

@@ -144,6 +144,11 @@ hylo_status hylo_hip_context_new(const hylo_hip_weights *weights, bool bf16, hyl
                               hipGetErrorString(e));
     }
     ctx->stream = stream;
+    hylo_status st = hylo_hip_steps_init(ctx, err);
+    if (st != HYLO_OK) {
+        hylo_hip_context_free(ctx);
+        return st;
+    }
 #if defined(HYLO_HIP_BLAS)
     const char *gemm = getenv("HYLO_HIP_GEMM");
     if (!gemm || strcmp(gemm, "builtin") != 0) {
@@ -171,6 +176,7 @@ void hylo_hip_context_free(void *vctx)
 #endif
     for (int l = 0; l < HYLO_HIP_LEVELS; l++) hylo_hip_device_free(ctx->work[l]);
     hylo_hip_device_free(ctx->tokens);
+    hylo_hip_steps_free(ctx);
     if (ctx->stream) (void)hipStreamDestroy(hylo_hip_stream(ctx));
     free(ctx->host);
     free(ctx);
@@ -184,6 +190,12 @@ void *hylo_hip_workspace(hylo_hip_ctx *ctx, hylo_hip_level level, size_t bytes)
     const size_t at_least = ctx->work_bytes[level] + ctx->work_bytes[level] / 2;
     bytes = bytes > at_least ? bytes : at_least;
     bytes = bytes < 256 ? 256 : (bytes + 255) / 256 * 256;
+    if (ctx->steps.recording) {
+        /* a recording names the workspace it was recorded over: the step runs unrecorded */
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: a workspace must grow during a "
+                      "recorded step");
+        return NULL;
+    }
     if (!hylo_hip_check(ctx, hipStreamSynchronize(hylo_hip_stream(ctx)), "synchronize"))
         return NULL;
     hylo_hip_device_free(ctx->work[level]);
@@ -198,6 +210,7 @@ void *hylo_hip_workspace(hylo_hip_ctx *ctx, hylo_hip_level level, size_t bytes)
     }
     ctx->work[level] = p;
     ctx->work_bytes[level] = bytes;
+    ctx->work_generation++;
     return p;
 }
 

@@ -242,7 +242,8 @@ typedef struct {
  * several subsets. ("group" below counts the block's heads.) */
 template <typename C>
 __global__ void __launch_bounds__(SPLIT_THREADS)
-    attend_split(hylo_hip_attend_args a, split_plan plan, float *part_o, float *part_ml)
+    attend_split(hylo_hip_attend_args a, hylo_hip_pos len_at, split_plan plan, float *part_o,
+                 float *part_ml)
 {
     extern __shared__ float smem[];
     __shared__ float red[SPLIT_THREADS];
@@ -251,7 +252,8 @@ __global__ void __launch_bounds__(SPLIT_THREADS)
     const int64_t h0 = g * (a.H / a.Hkv) + blockIdx.y % plan.slices * plan.heads; /* 1st head */
     const int64_t group_end = (g + 1) * (a.H / a.Hkv);
     const int64_t group = group_end - h0 < plan.heads ? group_end - h0 : plan.heads;
-    const int64_t span = plan.span, j0 = s * span, n = a.len - j0 < span ? a.len - j0 : span;
+    const int64_t len = hylo_pos(len_at); /* a.len, or a recorded step's at each replay */
+    const int64_t span = plan.span, j0 = s * span, n = len - j0 < span ? len - j0 : span;
     const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, ps = span + 1;
     float *Qs = smem, *P = Qs + group * qs, *sums = P + group * ps;
     for (int64_t e = threadIdx.x; e < group * qs; e += blockDim.x) {
@@ -641,12 +643,16 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
     }
     if (!allow_shared(ctx, (const void *)attend_split<C>, shared, fixed)) return;
     const int64_t nsplit = (a->len + plan.span - 1) / plan.span;
+    /* the plan (see above: its blocks count whole spans) and the workspace hold for every
+     * length of the last span */
+    hylo_hip_pos_holds(ctx, a->len, (nsplit - 1) * plan.span + 1, nsplit * plan.span);
     float *part = (float *)hylo_hip_workspace(
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));
     if (!part) return;
     float *part_ml = part + nsplit * a->H * a->nv;
     const dim3 grid((unsigned)nsplit, (unsigned)(a->Hkv * plan.slices));
-    attend_split<C><<<grid, SPLIT_THREADS, shared, stream>>>(*a, plan, part, part_ml);
+    attend_split<C><<<grid, SPLIT_THREADS, shared, stream>>>(*a, hylo_hip_pos_of(ctx, a->len),
+                                                             plan, part, part_ml);
     if (!hylo_hip_launched(ctx, "attention (split)")) return;
     const dim3 columns((unsigned)((a->nv + COMBINE_COLS - 1) / COMBINE_COLS), (unsigned)a->H);
     attend_combine<<<columns, HYLO_HIP_THREADS, 0, stream>>>(part, part_ml, nsplit, a->H, a->nv,

@@ -64,9 +64,10 @@ void hylo_hip_add(void *ctx, float *x, const float *y, int64_t n);
 void hylo_hip_embed(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
                     float *x);
 /* core/kernels.hip: the caches' value type (2 bytes, bf16, in a bf16 context; else 4, fp32)
- * and the ops table's append: cache [offset, offset + n) <- src [n] */
+ * and the ops table's append: cache rows [row, row + rows) of `width` values <- src */
 size_t hylo_hip_cache_value_bytes(const void *ctx);
-void hylo_hip_cache_store(void *ctx, float *cache, int64_t offset, const float *src, int64_t n);
+void hylo_hip_cache_store(void *ctx, float *cache, int64_t row, int64_t width, const float *src,
+                          int64_t rows);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Launchers on device pointers                                                                */
@@ -82,12 +83,12 @@ void hylo_hip_linear_cache(hylo_hip_ctx *ctx, const void *x, const float *W, flo
 /* dst [rows, width] (row stride dst_stride) = src [rows, width] (row stride src_stride) */
 void hylo_hip_copy_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride, const float *src,
                         int64_t src_stride, int64_t rows, int64_t width);
-/* Value `offset` of a cache (its address in the cache's type). */
-void *hylo_hip_cache_at(const hylo_hip_ctx *ctx, const void *cache, int64_t offset);
-/* cache rows [rows, width] (row stride cache_stride, the cache's type) <- src fp32 rows, and
- * dst fp32 rows <- cache rows. */
-void hylo_hip_cache_write_rows(hylo_hip_ctx *ctx, void *cache, int64_t cache_stride,
-                               const float *src, int64_t src_stride, int64_t rows, int64_t width);
+/* cache rows [first, first + rows) of `width` values (row stride cache_stride, the cache's
+ * type; first a step's position through hylo_hip_pos_of) <- src fp32 rows, and dst fp32 rows
+ * <- cache rows 0 .. rows - 1. */
+void hylo_hip_cache_write_rows(hylo_hip_ctx *ctx, void *cache, hylo_hip_pos first,
+                               int64_t cache_stride, const float *src, int64_t src_stride,
+                               int64_t rows, int64_t width);
 void hylo_hip_cache_read_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride,
                               const void *cache, int64_t cache_stride, int64_t rows,
                               int64_t width);
@@ -95,11 +96,11 @@ void hylo_hip_cache_read_rows(hylo_hip_ctx *ctx, float *dst, int64_t dst_stride,
 void hylo_hip_rmsnorm_rows(hylo_hip_ctx *ctx, const float *x, const float *w, float *y,
                            int64_t rows, int64_t n, double eps);
 /* Rotates the `dim`-channel slices x + t row_stride + h head_stride (t < T, h < heads) to
- * position pos0 + t: rotate-half pairs (i, i + dim/2), or adjacent pairs (2i, 2i + 1) when
- * `interleaved`; angles pos inv_freq_i in double, cos and sin times `scale`. inv_freq device
- * [dim/2]. */
+ * position pos0 + t (pos0 a step's position through hylo_hip_pos_of, or a fixed one):
+ * rotate-half pairs (i, i + dim/2), or adjacent pairs (2i, 2i + 1) when `interleaved`; angles
+ * pos inv_freq_i in double, cos and sin times `scale`. inv_freq device [dim/2]. */
 void hylo_hip_rope_rows(hylo_hip_ctx *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
-                        int64_t row_stride, int64_t head_stride, int64_t pos0,
+                        int64_t row_stride, int64_t head_stride, hylo_hip_pos pos0,
                         const double *inv_freq, double scale, bool interleaved);
 /* Causal depthwise conv + SiLU carrying the state, as hylo_ref_causal_conv1d_silu: x rows of
  * C channels x_stride apart, w [C, K], b [C] or NULL, state [C, K-1] (in/out), y [T, C]. */

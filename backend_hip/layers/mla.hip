@@ -22,8 +22,8 @@ static void mla_queries(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double
         hylo_hip_linear(ctx, x, L->w.q_proj, NULL, q, T, d->hidden, H * dq);
     }
     if (L->w.q_norm) hylo_hip_rmsnorm(ctx, q, L->w.q_norm, q, T * H, dq, d->eps);
-    hylo_hip_rope_rows(ctx, q + d->nope, T, H, d->rope, H * dq, dq, pos0, freq, L->rope_scale,
-                       true);
+    hylo_hip_rope_rows(ctx, q + d->nope, T, H, d->rope, H * dq, dq, hylo_hip_pos_of(ctx, pos0),
+                       freq, L->rope_scale, true);
 }
 
 /* Cache rows pos0 .. pos0 + T - 1 from x [T, D], computed in fp32 into latent [T, r] and
@@ -40,12 +40,11 @@ static void mla_append(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double 
     hylo_hip_copy_rows(ctx, latent, r, ckv, r + rope, T, r);
     hylo_hip_copy_rows(ctx, k_pe, rope, ckv + r, r + rope, T, rope);
     if (L->w.kv_a_norm) hylo_hip_rmsnorm(ctx, latent, L->w.kv_a_norm, latent, T, r, d->eps);
+    const hylo_hip_pos first = hylo_hip_pos_of(ctx, pos0);
     if (!L->w.k_norm)
-        hylo_hip_rope_rows(ctx, k_pe, T, 1, rope, rope, 0, pos0, freq, L->rope_scale, true);
-    hylo_hip_cache_write_rows(ctx, hylo_hip_cache_at(ctx, cache->latent, pos0 * r), r, latent, r,
-                              T, r);
-    hylo_hip_cache_write_rows(ctx, hylo_hip_cache_at(ctx, cache->k_pe, pos0 * rope), rope, k_pe,
-                              rope, T, rope);
+        hylo_hip_rope_rows(ctx, k_pe, T, 1, rope, rope, 0, first, freq, L->rope_scale, true);
+    hylo_hip_cache_write_rows(ctx, cache->latent, first, r, latent, r, T, r);
+    hylo_hip_cache_write_rows(ctx, cache->k_pe, first, rope, k_pe, rope, T, rope);
 }
 
 /* Naive attention over positions 0 .. len - 1 into o [T, H, v]: kv [len, Hm, dkv] =
@@ -62,6 +61,11 @@ static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *
     const hylo_mla_dims *d = &L->dims;
     const int64_t Hm = d->kv_heads, nope = d->nope, rope = d->rope, dq = nope + rope;
     const int64_t dkv = nope + d->v;
+    if (ctx->steps.recording) {
+        /* sized by the context: such a step runs unrecorded */
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: the naive MLA form is not recorded");
+        return;
+    }
     hylo_hip_linear_cache(ctx, cache->latent, L->w.kv_b, kv, len, d->kv_rank, Hm * dkv);
     hylo_hip_attend_args a = {};
     a.q = q;
@@ -84,8 +88,9 @@ static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *
             hylo_hip_cache_read_rows(ctx, keys + g * dq + nope, Hm * dq, cache->k_pe, rope, len,
                                      rope);
         hylo_hip_rmsnorm(ctx, keys, L->w.k_norm, keys, len * Hm, dq, d->eps);
-        hylo_hip_rope_rows(ctx, keys + nope, len, Hm, rope, Hm * dq, dq, 0, freq, L->rope_scale,
-                           true);
+        const hylo_hip_pos zero = {0, NULL};
+        hylo_hip_rope_rows(ctx, keys + nope, len, Hm, rope, Hm * dq, dq, zero, freq,
+                           L->rope_scale, true);
         a.ka = keys;
         a.ka_row = a.kb_row = Hm * dq;
         a.ka_head = a.kb_head = dq;

@@ -78,5 +78,7 @@ const hylo_ops hylo_hip_ops = {
     .linears = hylo_hip_linears,
     .add_rmsnorm = hylo_hip_add_rmsnorm,
     .embed = hylo_hip_embed,
+    .step_begin = hylo_hip_step_begin,
+    .step_end = hylo_hip_step_end,
     .finish = hylo_hip_finish,
 };

@@ -383,8 +383,9 @@ static void check_rope(uint64_t seed)
     if (open_case(&c, "rope", "rotate-half")) {
         float *a = dev_of(&c, x, T * heads * dim), *b = dev_of(&c, x, T * heads * dim);
         hylo_hip_rope_rotate_half(c.ctx, a, T, heads, dim, pos0, f, 1.0);
-        hylo_hip_rope_rows(c.ctx, b, T, heads, dim, heads * dim, dim, pos0,
-                           hylo_hip_find_f64(c.ctx, f, "rope"), 1.25, true);
+        hylo_hip_rope_rows(c.ctx, b, T, heads, dim, heads * dim, dim,
+                           hylo_hip_pos_of(c.ctx, pos0), hylo_hip_find_f64(c.ctx, f, "rope"),
+                           1.25, true);
         compare("rope", "rotate-half, pos 1e5", "f32", host_of(&c, a, T * heads * dim), half,
                 T * heads * dim, LIMIT_F32);
         compare("rope", "interleaved, scale 1.25", "f32", host_of(&c, b, T * heads * dim), inter,
@@ -855,6 +856,86 @@ static void check_model(const char *dir, bool bf16)
     hylo_model_free(m);
 }
 
+/* Decode steps replayed from recordings (core/step.hip) against the same steps run op by op
+ * (HYLO_HIP_GRAPH=0): a prefill of 12 tokens into a state of capacity 16, then REPLAY_STEPS
+ * steps, across the state's growth and the decode attention's changes of plan (each a new
+ * recording), must give the same logits bit for bit (the same kernels on the same inputs), and
+ * most steps must have been replays; none for a model with MLA k_norms, whose naive decode
+ * refuses to be recorded (its failed recordings then rerun the ops). Fills logits
+ * [1 + REPLAY_STEPS, V]. */
+#define REPLAY_STEPS 150
+
+static hylo_status run_steps(hylo_model *m, bool bf16, bool record, float *logits,
+                             int64_t *recordings, int64_t *replays, hylo_error *err)
+{
+    const int64_t V = hylo_model_config(m)->vocab_size;
+    int32_t tokens[12 + REPLAY_STEPS];
+    for (int64_t i = 0; i < 12 + REPLAY_STEPS; i++) tokens[i] = (int32_t)((i * 37 + 11) % V);
+    if (record) unsetenv("HYLO_HIP_GRAPH");
+    else setenv("HYLO_HIP_GRAPH", "0", 1);
+    hylo_state *s = NULL;
+    hylo_status st = hylo_model_set_backend(m, HYLO_BACKEND_HIP,
+                                            bf16 ? HYLO_WEIGHTS_BF16 : HYLO_WEIGHTS_F32, err);
+    if (st == HYLO_OK) st = hylo_state_create(m, 16, &s, err);
+    unsetenv("HYLO_HIP_GRAPH");
+    if (st == HYLO_OK) st = hylo_forward(m, s, tokens, 12, HYLO_LOGITS_LAST, logits, err);
+    for (int64_t t = 0; t < REPLAY_STEPS && st == HYLO_OK; t++)
+        st = hylo_forward(m, s, tokens + 12 + t, 1, HYLO_LOGITS_LAST, logits + (t + 1) * V, err);
+    if (s) {
+        const hylo_hip_steps *steps = &((const hylo_hip_ctx *)s->ctx)->steps;
+        *recordings = steps->recordings;
+        *replays = steps->replays;
+    }
+    hylo_state_free(s);
+    return st;
+}
+
+/* Whether the model's decode steps can be recorded: no MLA layer with a k_norm. */
+static bool steps_recordable(const hylo_model *m)
+{
+    for (int64_t li = 0; li < hylo_model_config(m)->num_layers; li++)
+        if (m->layers[li].mixer == HYLO_MIXER_MLA && hylo_model_mla_layer(m, li).w.k_norm)
+            return false;
+    return true;
+}
+
+static void check_replays(const char *dir, bool bf16)
+{
+    hylo_error err = {0};
+    hylo_model *m = NULL;
+    if (hylo_model_load(dir, &m, &err) != HYLO_OK) {
+        failed("replays", dir, err.message);
+        return;
+    }
+    const int64_t n = (1 + REPLAY_STEPS) * hylo_model_config(m)->vocab_size;
+    float *want = malloc((size_t)n * sizeof(float)), *got = malloc((size_t)n * sizeof(float));
+    int64_t recordings = 0, replays = 0, none = 0;
+    const size_t len = strlen(dir);
+    char variant[96];
+    if (!want || !got) {
+        failed("replays", dir, "out of memory");
+    } else if (run_steps(m, bf16, false, want, &none, &none, &err) != HYLO_OK ||
+               run_steps(m, bf16, true, got, &recordings, &replays, &err) != HYLO_OK) {
+        failed("replays", dir, err.message);
+    } else if (steps_recordable(m) ? replays < REPLAY_STEPS / 2 : replays > 0) {
+        snprintf(variant, sizeof variant, "%s: %lld replays of %d steps",
+                 len > 30 ? dir + len - 30 : dir, (long long)replays, REPLAY_STEPS);
+        failed("replays", variant, steps_recordable(m) ? "fewer than half the steps replayed"
+                                                       : "a naive MLA decode was replayed");
+    } else {
+        snprintf(variant, sizeof variant, "%s: %lld rec, %lld replays",
+                 len > 24 ? dir + len - 24 : dir, (long long)recordings, (long long)replays);
+        /* bit for bit: memcmp, then the NMSE row (0) for the table */
+        if (memcmp(got, want, (size_t)n * sizeof(float)) != 0)
+            failed("replays", variant, "logits differ from the steps run op by op");
+        else
+            compare("replays", variant, bf16 ? "bf16" : "f32", got, want, n, 0.0);
+    }
+    free(want);
+    free(got);
+    hylo_model_free(m);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 static void run_ops(uint64_t seed)
@@ -946,7 +1027,10 @@ int main(int argc, char **argv)
         setenv("HYLO_HIP_GEMM", engine, 1);
         run_ops(seed);
         for (int i = first_model; i < argc; i++)
-            for (int bf16 = 0; bf16 < 2; bf16++) check_model(argv[i], bf16);
+            for (int bf16 = 0; bf16 < 2; bf16++) {
+                check_model(argv[i], bf16);
+                check_replays(argv[i], bf16);
+            }
     }
     printf("%-14s %-46s %-5s %10s %10s %8s  %s\n", "op", "case [gemm]", "type", "nmse",
            "max_abs", "limit", "");

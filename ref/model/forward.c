@@ -202,12 +202,12 @@ static void add_then_norm(const hylo_state *s, float *x, const float *y, const f
     s->ops->rmsnorm(s->ctx, x, w, xn, T, D, eps);
 }
 
-/* cache [offset, offset + n) <- src [n], in the cache's type. */
-static void cache_store(const hylo_state *s, float *cache, int64_t offset, const float *src,
-                        int64_t n)
+/* cache rows [row, row + rows) of `width` values <- src [rows, width], in the cache's type. */
+static void cache_store(const hylo_state *s, float *cache, int64_t row, int64_t width,
+                        const float *src, int64_t rows)
 {
-    if (s->ops->cache_store) s->ops->cache_store(s->ctx, cache, offset, src, n);
-    else memcpy(cache + offset, src, (size_t)n * sizeof(float));
+    if (s->ops->cache_store) s->ops->cache_store(s->ctx, cache, row, width, src, rows);
+    else memcpy(cache + row * width, src, (size_t)(rows * width) * sizeof(float));
 }
 
 /* dst <- src, host memory on the caller's side and the state's memory on the other:
@@ -269,8 +269,8 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
     }
     op->rope_rotate_half(s->ctx, a->q, T, H, hd, pos0, m->rope_inv_freq, m->rope_scale);
     op->rope_rotate_half(s->ctx, k_new, T, Hkv, hd, pos0, m->rope_inv_freq, m->rope_scale);
-    cache_store(s, ls->k, pos0 * Hkv * hd, k_new, T * Hkv * hd);
-    cache_store(s, ls->v, pos0 * Hkv * hd, v_new, T * Hkv * hd);
+    cache_store(s, ls->k, pos0, Hkv * hd, k_new, T);
+    cache_store(s, ls->v, pos0, Hkv * hd, v_new, T);
     hylo_status st = op->attention(s->ctx, a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
                                    1.0 / sqrt((double)hd), err);
     if (st != HYLO_OK) return st;
@@ -424,6 +424,42 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
     return st;
 }
 
+/* Every op of a forward call: a->x <- the embedding of the tokens, then the layers, then the
+ * logits of `rows` rows from `first` (into a->logits on a device backend, else `logits`). */
+static hylo_status run_ops(const hylo_model *m, hylo_state *s, const int32_t *tokens,
+                           int64_t T, activations *a, int64_t first, int64_t rows,
+                           float *logits, const hylo_tracer *tr, hylo_error *err)
+{
+    const hylo_config *c = &m->cfg;
+    const int64_t D = c->hidden_size;
+    hylo_status st = HYLO_OK;
+    if (s->ops->embed) s->ops->embed(s->ctx, m->embed, tokens, T, D, a->x);
+    else st = hylo_embed(m, tokens, T, a->x, err);
+    emit(s, tr, "embed", a->x, 2, (int64_t[]){T, D});
+    for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
+        st = decoder_layer(m, s, li, a, T, NULL, tr, err);
+    if (st == HYLO_OK && rows > 0) {
+        s->ops->rmsnorm(s->ctx, a->x + first * D, m->final_norm, a->xn, rows, D, c->rms_norm_eps);
+        s->ops->linear(s->ctx, a->xn, m->lm_head, NULL, a->logits ? a->logits : logits, rows, D,
+                       c->vocab_size);
+    }
+    return st;
+}
+
+/* The ops of an untraced decode step whose logits are wanted, through the backend's
+ * recording of steps when it has one (see hylo_ops.step_begin). */
+static hylo_status run_step(const hylo_model *m, hylo_state *s, const int32_t *token,
+                            activations *a, float *logits, const hylo_tracer *tr,
+                            hylo_error *err)
+{
+    if (s->ops->step_begin(s->ctx, token[0], s->length, s->capacity)) return HYLO_OK;
+    hylo_status st = run_ops(m, s, token, 1, a, 0, 1, logits, tr, err);
+    bool again = false;
+    const hylo_status end = s->ops->step_end(s->ctx, &again, err);
+    if (again) return run_ops(m, s, token, 1, a, 0, 1, logits, tr, err);
+    return st != HYLO_OK ? st : end;
+}
+
 hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *tokens, int64_t T,
                          hylo_logits_mode mode, float *logits, hylo_error *err)
 {
@@ -440,15 +476,11 @@ hylo_status hylo_forward(const hylo_model *m, hylo_state *s, const int32_t *toke
     /* trace names: pos{P}.embed [T, D], the layers, pos{P}.norm.out [rows, D], pos{P}.logits */
     const hylo_tracer root = {s->trace, ""};
     const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
-    if (s->ops->embed) s->ops->embed(s->ctx, m->embed, tokens, T, D, a.x);
-    else st = hylo_embed(m, tokens, T, a.x, err);
-    emit(s, &tr, "embed", a.x, 2, (int64_t[]){T, D});
-    for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
-        st = decoder_layer(m, s, li, &a, T, NULL, &tr, err);
+    if (s->ops->step_begin && T == 1 && rows == 1 && !s->trace)
+        st = run_step(m, s, tokens, &a, logits, &tr, err);
+    else
+        st = run_ops(m, s, tokens, T, &a, first, rows, logits, &tr, err);
     if (st == HYLO_OK && rows > 0) {
-        s->ops->rmsnorm(s->ctx, a.x + first * D, m->final_norm, a.xn, rows, D, c->rms_norm_eps);
-        s->ops->linear(s->ctx, a.xn, m->lm_head, NULL, a.logits ? a.logits : logits, rows, D,
-                       c->vocab_size);
         if (a.logits) st = copy_floats(s, logits, a.logits, rows * c->vocab_size, false, err);
         emit(s, &tr, "norm.out", a.xn, 2, (int64_t[]){rows, D});
         hylo_trace_emit(&tr, "logits", logits, 2, (int64_t[]){rows, c->vocab_size});

@@ -175,10 +175,11 @@ typedef struct hylo_ops {
      * cache_value_bytes says otherwise (a HIP bf16 context keeps bf16, 2 bytes). The buffers
      * keep the type float * of the ref layers; a backend with another cache type reads them as
      * its own, and forward.c never indexes them itself but appends through cache_store:
-     * cache [offset, offset + n) <- src [n] (activations), offset counted in values. Both NULL
-     * for fp32 caches in host memory (cpu, ref). */
+     * cache rows [row, row + rows) of `width` values <- src [rows, width] (activations). Both
+     * NULL for fp32 caches in host memory (cpu, ref). */
     size_t (*cache_value_bytes)(const void *ctx);
-    void (*cache_store)(void *ctx, float *cache, int64_t offset, const float *src, int64_t n);
+    void (*cache_store)(void *ctx, float *cache, int64_t row, int64_t width, const float *src,
+                        int64_t rows);
     /* x [n] += y [n] */
     void (*add)(void *ctx, float *x, const float *y, int64_t n);
 
@@ -194,6 +195,16 @@ typedef struct hylo_ops {
     /* x [T, D] = table rows tokens[t] (host ids, already checked), table [V, D] */
     void (*embed)(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
                   float *x);
+    /* Optional: decode steps replayed from a recording (NULL: every step runs its ops).
+     * forward.c brackets an untraced decode step (T = 1, its logits row wanted) with them.
+     * step_begin(token, pos, layout) true: the backend replayed its recording of the step for
+     * `token` at `pos` (the activations and logits are where the ops would have put them).
+     * false: forward.c runs the step's ops, then step_end, which ends what the backend may have
+     * recorded of them and runs it; or, when that recording failed before anything ran, sets
+     * *again, and forward.c runs the ops once more. `layout` (the state's capacity) changes
+     * whenever the state's buffers move. */
+    bool (*step_begin)(void *ctx, int32_t token, int64_t pos, int64_t layout);
+    hylo_status (*step_end)(void *ctx, bool *again, hylo_error *err);
     /* Waits for the queued work; the first failure of an op since the last call, if any. */
     hylo_status (*finish)(void *ctx, hylo_error *err);
 } hylo_ops;

@@ -248,7 +248,7 @@ static hylo_status fill_normal(const hylo_state *s, float *x, int64_t n, bool ca
         st = s->ops->mem_copy(s->ctx, dev, host, (size_t)n * sizeof(float), HYLO_COPY_TO_DEVICE,
                               err);
     }
-    if (st == HYLO_OK && convert) s->ops->cache_store(s->ctx, x, 0, dev, n);
+    if (st == HYLO_OK && convert) s->ops->cache_store(s->ctx, x, 0, n, dev, 1);
     if (st == HYLO_OK && s->ops->finish) st = s->ops->finish(s->ctx, err);
     if (convert && dev) s->ops->mem_free(s->ctx, dev);
     free(host);
