@@ -381,9 +381,11 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
 #pragma unroll
     for (int c = 0; c < COMBINE_COLS; c++) sums[threadIdx.x][c] = acc[c];
     __syncthreads();
+    /* threads past the splits summed nothing */
+    const int64_t summed = nsplit < (int64_t)blockDim.x ? nsplit : (int64_t)blockDim.x;
     for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
         float total = 0.0f;
-        for (unsigned t = 0; t < blockDim.x; t++) total += sums[t][c];
+        for (int64_t t = 0; t < summed; t++) total += sums[t][c];
         out[h * nv + d0 + c] = total / L;
     }
 }
@@ -591,8 +593,17 @@ static bool chunked(const void *base, int64_t width, int64_t row, int64_t head, 
     return width % per == 0 && row % per == 0 && head % per == 0 && (uintptr_t)base % 16 == 0;
 }
 
-/* Decode blocks to aim for: enough to fill a large GPU (an H100 has 132 multiprocessors). */
+/* Decode blocks to aim for: enough to fill a large GPU (an H100 has 132 multiprocessors)
+ * several blocks deep, so that many key rows are in flight; HYLO_HIP_DECODE_BLOCKS sets
+ * another number (tuning). */
 #define DECODE_BLOCKS 256
+
+static int64_t decode_blocks(void)
+{
+    const char *e = getenv("HYLO_HIP_DECODE_BLOCKS");
+    const long long n = e ? atoll(e) : 0;
+    return n > 0 ? n : DECODE_BLOCKS;
+}
 
 template <typename C>
 static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
@@ -612,8 +623,9 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
     auto blocks = [&](const split_plan &p) {
         return (a->len + p.span - 1) / p.span * a->Hkv * p.slices;
     };
-    while (plan.span > 32 && blocks(plan) < DECODE_BLOCKS) plan.span /= 2;
-    while (plan.heads > HEAD_BLOCK && blocks(plan) < DECODE_BLOCKS) {
+    const int64_t aim = decode_blocks();
+    while (plan.span > 32 && blocks(plan) < aim) plan.span /= 2;
+    while (plan.heads > HEAD_BLOCK && blocks(plan) < aim) {
         plan.heads = (plan.heads + 1) / 2;
         plan.slices = (group + plan.heads - 1) / plan.heads;
     }

@@ -33,6 +33,10 @@ void hylo_hip_add_rmsnorm(void *ctx, float *x, const float *y, const float *w, f
 /* rope.hip: x [T, heads, dim] at positions pos0 .., rotate-half pairs */
 void hylo_hip_rope_rotate_half(void *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
                                int64_t pos0, const double *inv_freq, double scale);
+/* rope.hip: the fusion rope_store of the ops table */
+void hylo_hip_rope_store(void *ctx, float *q, float *k, const float *v, int64_t T, int64_t H,
+                         int64_t Hkv, int64_t hd, int64_t pos0, const double *inv_freq,
+                         double scale, float *k_cache, float *v_cache);
 /* attention.hip */
 hylo_status hylo_hip_attention(void *ctx, const float *q, const float *k_cache,
                                const float *v_cache, float *out, int64_t T, int64_t len,

@@ -77,6 +77,7 @@ const hylo_ops hylo_hip_ops = {
     .add = hylo_hip_add,
     .linears = hylo_hip_linears,
     .add_rmsnorm = hylo_hip_add_rmsnorm,
+    .rope_store = hylo_hip_rope_store,
     .embed = hylo_hip_embed,
     .step_begin = hylo_hip_step_begin,
     .step_end = hylo_hip_step_end,

@@ -452,6 +452,52 @@ static float *host_of_cache(tcase *c, const float *dev, int64_t n)
     return x;
 }
 
+/* The attention block's fused RoPE and cache append (rope_store) against the reference's
+ * four ops: q and k rotated, their rows of both caches written (in the caches' type) and no
+ * other row touched. */
+static void check_rope_store(uint64_t seed, bool bf16)
+{
+    const int64_t T = 3, H = 8, Hkv = 2, hd = 64, pos0 = 4000, row = Hkv * hd;
+    const int64_t rows = pos0 + T + 5;
+    tcase c;
+    start(&c, seed, "rope_store", bf16);
+    const float *q = rnd(&c, T * H * hd, 1.0), *k = rnd(&c, T * row, 1.0);
+    const float *v = rnd(&c, T * row, 1.0);
+    float *kc = rnd(&c, rows * row, 1.0), *vc = rnd(&c, rows * row, 1.0);
+    if (bf16) {
+        round_to_bf16(kc, rows * row);
+        round_to_bf16(vc, rows * row);
+    }
+    const double *f = freq_table(&c, hd, 5e5);
+    float *q_want = copy_of(&c, q, T * H * hd), *k_want = copy_of(&c, k, T * row);
+    float *kc_want = copy_of(&c, kc, rows * row), *vc_want = copy_of(&c, vc, rows * row);
+    for (int64_t t = 0; t < T; t++) {
+        hylo_ref_rope_rotate_half(q_want + t * H * hd, H, hd, pos0 + t, f, 1.0);
+        hylo_ref_rope_rotate_half(k_want + t * row, Hkv, hd, pos0 + t, f, 1.0);
+    }
+    memcpy(kc_want + pos0 * row, k_want, (size_t)(T * row) * sizeof(float));
+    memcpy(vc_want + pos0 * row, v, (size_t)(T * row) * sizeof(float));
+    if (bf16) {
+        round_to_bf16(kc_want + pos0 * row, T * row);
+        round_to_bf16(vc_want + pos0 * row, T * row);
+    }
+    if (open_case(&c, "rope_store", "")) {
+        float *dq = dev_of(&c, q, T * H * hd), *dk = dev_of(&c, k, T * row);
+        float *dkc = dev_cache_of(&c, kc, rows * row), *dvc = dev_cache_of(&c, vc, rows * row);
+        hylo_hip_rope_store(c.ctx, dq, dk, dev_of(&c, v, T * row), T, H, Hkv, hd, pos0, f, 1.0,
+                            dkc, dvc);
+        const char *type = dtype_of(&c);
+        compare("rope_store", "q, pos 4000", type, host_of(&c, dq, T * H * hd), q_want,
+                T * H * hd, LIMIT_F32);
+        compare("rope_store", "k", type, host_of(&c, dk, T * row), k_want, T * row, LIMIT_F32);
+        compare("rope_store", "k cache, every row", type, host_of_cache(&c, dkc, rows * row),
+                kc_want, rows * row, LIMIT_F32);
+        compare("rope_store", "v cache, every row", type, host_of_cache(&c, dvc, rows * row),
+                vc_want, rows * row, LIMIT_F32);
+    }
+    close_case(&c);
+}
+
 /* Attention over a cache of fp32, or of bf16 in a bf16 context: the reference attends over the
  * same rounded keys and values, so both dtypes meet the fp32 limit, except where a bf16
  * context's prefill goes through GEMMs (T >= ATTENTION_GEMM_T, attention.hip's GEMM_MIN_T):
@@ -954,6 +1000,8 @@ static void run_ops(uint64_t seed)
     check_add_rmsnorm(seed, 3);
     check_add_rmsnorm(seed, 300);
     check_rope(seed);
+    check_rope_store(seed, false);
+    check_rope_store(seed, true);
     check_conv(seed, 11);
     check_conv(seed, 2);
     check_conv(seed, 1);

@@ -267,10 +267,15 @@ static hylo_status attention_block(const hylo_model *m, hylo_state *s, int64_t l
         op->rmsnorm(s->ctx, a->q, w->q_norm, a->q, T * H, hd, c->rms_norm_eps);
         op->rmsnorm(s->ctx, k_new, w->k_norm, k_new, T * Hkv, hd, c->rms_norm_eps);
     }
-    op->rope_rotate_half(s->ctx, a->q, T, H, hd, pos0, m->rope_inv_freq, m->rope_scale);
-    op->rope_rotate_half(s->ctx, k_new, T, Hkv, hd, pos0, m->rope_inv_freq, m->rope_scale);
-    cache_store(s, ls->k, pos0, Hkv * hd, k_new, T);
-    cache_store(s, ls->v, pos0, Hkv * hd, v_new, T);
+    if (op->rope_store) {
+        op->rope_store(s->ctx, a->q, k_new, v_new, T, H, Hkv, hd, pos0, m->rope_inv_freq,
+                       m->rope_scale, ls->k, ls->v);
+    } else {
+        op->rope_rotate_half(s->ctx, a->q, T, H, hd, pos0, m->rope_inv_freq, m->rope_scale);
+        op->rope_rotate_half(s->ctx, k_new, T, Hkv, hd, pos0, m->rope_inv_freq, m->rope_scale);
+        cache_store(s, ls->k, pos0, Hkv * hd, k_new, T);
+        cache_store(s, ls->v, pos0, Hkv * hd, v_new, T);
+    }
     hylo_status st = op->attention(s->ctx, a->q, ls->k, ls->v, a->att, T, pos0 + T, H, Hkv, hd,
                                    1.0 / sqrt((double)hd), err);
     if (st != HYLO_OK) return st;
@@ -312,11 +317,13 @@ static hylo_status mixer_block(const hylo_model *m, hylo_state *s, int64_t li, a
 }
 
 /* a->x <- layer li of a->x; the mixer output before the residual goes to mixer_out if given.
+ * Layers in a row share a step: the residual add that ends layer li also normalizes x into
+ * a->xn for layer li + 1 (one op on backends that fuse it), which then starts `normed`.
  * Trace (under layers.{li}): input_norm, the mixer's own tensors, mixer.out, post_norm,
  * mlp.out, out, all [T, D] but the mixer's. */
 static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
-                                 activations *a, int64_t T, float *mixer_out,
-                                 const hylo_tracer *root, hylo_error *err)
+                                 activations *a, int64_t T, float *mixer_out, bool normed,
+                                 bool next_follows, const hylo_tracer *root, hylo_error *err)
 {
     const hylo_config *c = &m->cfg;
     const hylo_layer_weights *w = &m->layers[li];
@@ -324,7 +331,7 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
     const int64_t shape[2] = {T, D};
     const hylo_tracer tr = hylo_tracer_child(root, "layers.%lld", (long long)li);
     const hylo_ops *op = s->ops;
-    op->rmsnorm(s->ctx, a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
+    if (!normed) op->rmsnorm(s->ctx, a->x, w->input_norm, a->xn, T, D, c->rms_norm_eps);
     emit(s, &tr, "input_norm", a->xn, 2, shape);
     hylo_status st = mixer_block(m, s, li, a, T, &tr, err);
     if (st != HYLO_OK) return st;
@@ -337,7 +344,10 @@ static hylo_status decoder_layer(const hylo_model *m, hylo_state *s, int64_t li,
                         w->b_down, a->y, T, D, c->intermediate_size, err);
     if (st != HYLO_OK) return st;
     emit(s, &tr, "mlp.out", a->y, 2, shape);
-    add_into(s, a->x, a->y, T * D);
+    if (next_follows)
+        add_then_norm(s, a->x, a->y, m->layers[li + 1].input_norm, a->xn, T, D, c->rms_norm_eps);
+    else
+        add_into(s, a->x, a->y, T * D);
     emit(s, &tr, "out", a->x, 2, shape);
     return HYLO_OK;
 }
@@ -416,7 +426,8 @@ hylo_status hylo_layer_forward(const hylo_model *m, hylo_state *s, int64_t layer
     const hylo_tracer tr = hylo_tracer_child(&root, "pos%lld", (long long)s->length);
     st = copy_floats(s, a.x, x, n, true, err);
     if (st == HYLO_OK)
-        st = mark_if_failed(s, decoder_layer(m, s, layer, &a, T, mixer_out, &tr, err), err);
+        st = mark_if_failed(
+            s, decoder_layer(m, s, layer, &a, T, mixer_out, false, false, &tr, err), err);
     /* a device backend reports a fault of the layer's queued work at the copy or the finish */
     if (st == HYLO_OK) st = mark_if_failed(s, copy_floats(s, out, a.x, n, false, err), err);
     if (st == HYLO_OK && s->ops->finish) st = mark_if_failed(s, s->ops->finish(s->ctx, err), err);
@@ -437,7 +448,7 @@ static hylo_status run_ops(const hylo_model *m, hylo_state *s, const int32_t *to
     else st = hylo_embed(m, tokens, T, a->x, err);
     emit(s, tr, "embed", a->x, 2, (int64_t[]){T, D});
     for (int64_t li = 0; li < c->num_layers && st == HYLO_OK; li++)
-        st = decoder_layer(m, s, li, a, T, NULL, tr, err);
+        st = decoder_layer(m, s, li, a, T, NULL, li > 0, li + 1 < c->num_layers, tr, err);
     if (st == HYLO_OK && rows > 0) {
         s->ops->rmsnorm(s->ctx, a->x + first * D, m->final_norm, a->xn, rows, D, c->rms_norm_eps);
         s->ops->linear(s->ctx, a->xn, m->lm_head, NULL, a->logits ? a->logits : logits, rows, D,

@@ -192,6 +192,12 @@ typedef struct hylo_ops {
     /* x [rows, n] += y ; xn = hylo_ref_rmsnorm(x, w), as add then rmsnorm compute them */
     void (*add_rmsnorm)(void *ctx, float *x, const float *y, const float *w, float *xn,
                         int64_t rows, int64_t n, double eps);
+    /* q [T, H, hd], k [T, Hkv, hd] <- rope_rotate_half of each at positions pos0 ..; then
+     * cache_store of k and v [T, Hkv, hd] at rows pos0 .. of k_cache and v_cache: the
+     * attention block's four ops before it attends */
+    void (*rope_store)(void *ctx, float *q, float *k, const float *v, int64_t T, int64_t H,
+                       int64_t Hkv, int64_t hd, int64_t pos0, const double *inv_freq,
+                       double scale, float *k_cache, float *v_cache);
     /* x [T, D] = table rows tokens[t] (host ids, already checked), table [V, D] */
     void (*embed)(void *ctx, const float *table, const int32_t *tokens, int64_t T, int64_t D,
                   float *x);
