@@ -6,8 +6,9 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-#define GEMV_ROWS 4   /* rows of W per block, blockDim / GEMV_ROWS threads each        */
-#define GEMV_UNROLL 4 /* 16-byte chunks of W a thread loads before it uses the first   */
+#define GEMV_UNROLL 8    /* 16-byte chunks of W a thread loads before it uses the first */
+#define GEMV_MAX_LANES 64 /* threads of a row, at most (a block: HYLO_HIP_THREADS / lanes  */
+                          /* rows)                                                        */
 
 /* Element k of a 16-byte chunk of fp32 (k < 4) or bf16 (k < 8) weights. */
 __device__ inline float chunk_at(const uint4 &c, int k, const float *)
@@ -65,19 +66,20 @@ struct gemv_set {
     int count;
 };
 
-/* Row `row` of the concatenation, y = W x (of its matrix), group of `lanes` threads: each
- * accumulates every lanes-th 16-byte chunk of the row, GEMV_UNROLL chunks loaded at a time so
- * that enough bytes are in flight (or every lanes-th element when the rows or x are not 16-byte
- * aligned), then the group's partial sums are added in shared memory. With NM = 2 the block
+/* Row `row` of the concatenation, y = W x (of its matrix), group of `lanes` threads (a power
+ * of two dividing blockDim): each accumulates every lanes-th 16-byte chunk of the row,
+ * GEMV_UNROLL chunks loaded at a time so that enough bytes are in flight (or every lanes-th
+ * element when the rows or x are not 16-byte aligned), then the group's partial sums are added
+ * in shared memory. With NM = 2 the block
  * computes the same row of W and U, their loads interleaved, and writes the gated product
  *   y = silu(W x) * (U x)                            (SwiGLU's gate and up projections). */
 template <typename T, int NM>
 __global__ void __launch_bounds__(HYLO_HIP_THREADS)
-    gemv_kernel(gemv_set<T> set, const float *x, int64_t in, bool vectors)
+    gemv_kernel(gemv_set<T> set, const float *x, int64_t in, int64_t lanes, bool vectors)
 {
     __shared__ float red[NM][HYLO_HIP_THREADS];
-    const int64_t lanes = blockDim.x / GEMV_ROWS, lane = threadIdx.x % lanes;
-    const int64_t row = (int64_t)blockIdx.x * GEMV_ROWS + threadIdx.x / lanes;
+    const int64_t lane = threadIdx.x % lanes;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / lanes) + threadIdx.x / lanes;
     const bool on = row < set.first[set.count];
     int mat = 0;
     while (on && row >= set.first[mat + 1]) mat++;
@@ -136,19 +138,24 @@ static void gemv(hylo_hip_ctx *ctx, const gemv_set<T> &set, const float *x, int6
     bool vectors = in % (16 / (int64_t)sizeof(T)) == 0 && (uintptr_t)x % 16 == 0;
     for (int i = 0; i < set.count; i++)
         vectors = vectors && (uintptr_t)set.W[i] % 16 == 0 && (uintptr_t)set.U[i] % 16 == 0;
-    const int64_t rows = set.first[set.count];
-    gemv_kernel<T, NM><<<(unsigned)((rows + GEMV_ROWS - 1) / GEMV_ROWS), HYLO_HIP_THREADS, 0,
-                         hylo_hip_stream(ctx)>>>(set, x, in, vectors);
+    /* lanes enough for GEMV_UNROLL chunks each: one round of loads covers a short row */
+    const int64_t chunks = in / (16 / (int64_t)sizeof(T));
+    int64_t lanes = GEMV_MAX_LANES;
+    while (lanes > 8 && lanes * GEMV_UNROLL > chunks) lanes /= 2;
+    const int64_t rows = set.first[set.count], per_block = HYLO_HIP_THREADS / lanes;
+    gemv_kernel<T, NM><<<(unsigned)((rows + per_block - 1) / per_block), HYLO_HIP_THREADS, 0,
+                         hylo_hip_stream(ctx)>>>(set, x, in, lanes, vectors);
     hylo_hip_launched(ctx, "gemv");
 }
 
-/* The set of one matrix (and its gated partner U, or W again). */
+/* The set of one matrix (and its gated partner U, or W again), its bias b or NULL. */
 template <typename T>
-static gemv_set<T> one_matrix(const T *W, const T *U, float *y, int64_t out)
+static gemv_set<T> one_matrix(const T *W, const T *U, const float *b, float *y, int64_t out)
 {
     gemv_set<T> set = {};
     set.W[0] = W;
     set.U[0] = U;
+    set.b[0] = b;
     set.y[0] = y;
     set.first[1] = out;
     set.count = 1;
@@ -170,10 +177,12 @@ void hylo_hip_linear(void *vctx, const float *x, const float *W, const float *b,
     const float *W32 = W16 ? NULL : hylo_hip_find(ctx, W, "a projection matrix");
     const float *b_dev = b ? hylo_hip_find(ctx, b, "a bias") : NULL;
     if ((!W16 && !W32) || (b && !b_dev) || T <= 0 || !hylo_hip_ok(ctx)) return;
-    if (T == 1) {
-        if (W16) gemv<1>(ctx, one_matrix(W16, W16, y, out), x, in);
-        else gemv<1>(ctx, one_matrix(W32, W32, y, out), x, in);
-    } else if (W16) {
+    if (T == 1) { /* the bias added by the kernel */
+        if (W16) gemv<1>(ctx, one_matrix(W16, W16, b_dev, y, out), x, in);
+        else gemv<1>(ctx, one_matrix(W32, W32, b_dev, y, out), x, in);
+        return;
+    }
+    if (W16) {
         uint16_t *x16 = (uint16_t *)hylo_hip_workspace(ctx, HYLO_HIP_GEMM,
                                                        (size_t)(T * in) * sizeof(uint16_t));
         if (!x16) return;
@@ -195,12 +204,12 @@ void hylo_hip_gated_gemv(hylo_hip_ctx *ctx, const float *x, const float *Wg, con
 {
     const uint16_t *g16 = hylo_hip_find_bf16(ctx, Wg), *u16 = hylo_hip_find_bf16(ctx, Wu);
     if (g16 && u16) {
-        if (hylo_hip_ok(ctx)) gemv<2>(ctx, one_matrix(g16, u16, h, F), x, D);
+        if (hylo_hip_ok(ctx)) gemv<2>(ctx, one_matrix(g16, u16, NULL, h, F), x, D);
         return;
     }
     const float *g32 = hylo_hip_find(ctx, Wg, "the MLP gate");
     const float *u32 = hylo_hip_find(ctx, Wu, "the MLP up");
-    if (g32 && u32 && hylo_hip_ok(ctx)) gemv<2>(ctx, one_matrix(g32, u32, h, F), x, D);
+    if (g32 && u32 && hylo_hip_ok(ctx)) gemv<2>(ctx, one_matrix(g32, u32, NULL, h, F), x, D);
 }
 
 /* y [T, out] = x W^T with x [T, in] read from a cache (the caches' type: bf16 in a bf16
