@@ -1,16 +1,19 @@
 /* attention.hip: causal attention over a cache (spec sec. 2 and 3), shared by the teacher's GQA
- * and both MLA forms. Prefill of GEMM_MIN_T queries or more: blocks of query rows through the
- * GEMM launcher (scores, a softmax row kernel, values; bf16 operands on the tensor cores over
- * bf16 caches, fp32 otherwise). Smaller prefills (and the fallback when that path's workspace
- * cannot be had): tiles of queries against tiles of keys in shared memory with an online
- * softmax. Decode (one query): the positions split across blocks, each block's partial softmax
- * merged by a second kernel (flash decoding). Keys and values are read in the caches' type
- * (fp32, or bf16 in a bf16 context); fp32 arithmetic and accumulation throughout, the GEMM
- * path's bf16 operands (queries, probabilities) rounded once.
+ * and both MLA forms. Prefill of GEMM_MIN_T queries or more: over bf16 caches the flash kernel
+ * of flash.hip where it handles the heads (one kernel on the tensor cores); otherwise blocks
+ * of query rows through the GEMM launcher (scores, a softmax row kernel, values; bf16 operands
+ * on the tensor cores over bf16 caches, fp32 otherwise). Smaller prefills (and the fallback
+ * when the GEMM path's workspace cannot be had): tiles of queries against tiles of keys in
+ * shared memory with an online softmax. Decode (one query): the positions split across
+ * blocks, each block's partial softmax merged by a second kernel (flash decoding). Keys and
+ * values are read in the caches' type (fp32, or bf16 in a bf16 context); fp32 arithmetic and
+ * accumulation throughout, the flash and GEMM paths' bf16 operands (queries, probabilities)
+ * rounded once.
  *
  * Environment (comparisons and checks): HYLO_HIP_ATTENTION=tiled keeps every prefill on the
- * tiled kernel, =gemm sends every prefill (T > 1) through the GEMMs; HYLO_HIP_ATTENTION_BUDGET
- * (bytes) replaces HYLO_HIP_OP_BUDGET. */
+ * tiled kernel, =gemm sends every prefill (T > 1) through the GEMMs, =flash every bf16 prefill
+ * (T > 1) that the flash kernel handles through it; HYLO_HIP_ATTENTION_BUDGET (bytes) replaces
+ * HYLO_HIP_OP_BUDGET. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -555,21 +558,28 @@ static bool attend_gemm(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a, size_t
     return true;
 }
 
-/* HYLO_HIP_ATTENTION: 1 for "tiled", 2 for "gemm", else 0 (by size). */
+/* HYLO_HIP_ATTENTION: 1 for "tiled", 2 for "gemm", 3 for "flash", else 0 (by size). */
 static int attention_override(void)
 {
     const char *e = getenv("HYLO_HIP_ATTENTION");
-    return !e ? 0 : strcmp(e, "tiled") == 0 ? 1 : strcmp(e, "gemm") == 0 ? 2 : 0;
+    return !e                           ? 0
+           : strcmp(e, "tiled") == 0 ? 1
+           : strcmp(e, "gemm") == 0  ? 2
+           : strcmp(e, "flash") == 0 ? 3
+                                     : 0;
 }
 
-/* T > 1: through the GEMMs when T >= GEMM_MIN_T (or the heads do not fit a tile) and the
- * workspace can be had, else tiled. */
+/* T > 1: a bf16 prefill of T >= GEMM_MIN_T (any T with HYLO_HIP_ATTENTION=flash) through the
+ * flash kernel where it handles the heads; else through the GEMMs when T >= GEMM_MIN_T (or
+ * the heads do not fit a tile) and the workspace can be had; else tiled. */
 template <typename C>
 static void attend_prefill(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
     const size_t shared = tiled_bytes(a);
     const bool fits = shared <= TILED_SHARED && a->nv <= 8 * MAX_COLS;
     const int force = attention_override();
+    if ((force == 3 || (force == 0 && a->T >= GEMM_MIN_T)) && hylo_hip_attend_flash(ctx, a))
+        return;
     if (force != 1 && (force == 2 || a->T >= GEMM_MIN_T || !fits) &&
         attend_gemm<C>(ctx, a, hylo_hip_op_budget("HYLO_HIP_ATTENTION_BUDGET")))
         return;

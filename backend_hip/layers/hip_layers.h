@@ -145,6 +145,13 @@ typedef struct {
     double scale;
 } hylo_hip_attend_args;
 void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a);
+/* flash.hip: the same for a bf16 prefill in one kernel on the tensor cores, no scores in
+ * memory (queries rounded to bf16, probabilities rounded for the value product, fp32
+ * accumulation and softmax statistics). Returns false, with nothing queued and no failure
+ * recorded, when it does not handle the case: fp32 parts, query/key dims over 192 or value
+ * dims over 128, parts not in 16-byte chunks on 16-byte boundaries, no tensor-core
+ * primitives (AMD), or too little shared memory. */
+bool hylo_hip_attend_flash(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a);
 
 #ifdef __cplusplus
 }

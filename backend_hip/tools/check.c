@@ -500,8 +500,9 @@ static void check_rope_store(uint64_t seed, bool bf16)
 
 /* Attention over a cache of fp32, or of bf16 in a bf16 context: the reference attends over the
  * same rounded keys and values, so both dtypes meet the fp32 limit, except where a bf16
- * context's prefill goes through GEMMs (T >= ATTENTION_GEMM_T, attention.hip's GEMM_MIN_T):
- * there the queries and probabilities are rounded to bf16 once (an op's limit). */
+ * context's prefill goes through the flash kernel or the GEMMs (T >= ATTENTION_GEMM_T,
+ * attention.hip's GEMM_MIN_T): there the queries and probabilities are rounded to bf16 once
+ * (an op's limit). */
 #define ATTENTION_GEMM_T 64
 static void check_attention(uint64_t seed, int64_t T, int64_t len, int64_t H, int64_t Hkv,
                             int64_t hd, bool bf16)
@@ -528,6 +529,78 @@ static void check_attention(uint64_t seed, int64_t T, int64_t len, int64_t H, in
                            &c.err);
         compare("attention", variant, dtype_of(&c), host_of(&c, out, T * H * hd), want,
                 T * H * hd, bf16 && T >= ATTENTION_GEMM_T ? LIMIT_BF16_OP : LIMIT_F32);
+    }
+    close_case(&c);
+}
+
+/* A bf16 prefill through the flash kernel (HYLO_HIP_ATTENTION=flash, any T > 1) in the layout
+ * of MLA's naive form: kv [len, Hkv, na + nv] holds each group's key part ka then its values,
+ * kb [len, nb] the key part every group shares (none when nb = 0). The reference attends over
+ * the same bf16 values, keys [ka | kb] and values zero-padded to one width
+ * (hylo_ref_attention's); the device rounds the queries to bf16 (an op's limit, as the GEMM
+ * path). */
+typedef struct {
+    int64_t T, len, H, Hkv, na, nb, nv;
+} attend_case;
+
+static void check_attend_flash(uint64_t seed, const attend_case *ac)
+{
+    const int64_t T = ac->T, len = ac->len, H = ac->H, Hkv = ac->Hkv, na = ac->na, nb = ac->nb;
+    const int64_t nv = ac->nv, nq = na + nb, dkv = na + nv, wide = nq > nv ? nq : nv;
+    char variant[64];
+    snprintf(variant, sizeof variant, "flash T%lld len%lld H%lld/%lld %lld+%lld/%lld",
+             (long long)T, (long long)len, (long long)H, (long long)Hkv, (long long)na,
+             (long long)nb, (long long)nv);
+    tcase c;
+    start(&c, seed, variant, true);
+    const float *q = rnd(&c, T * H * nq, 1.0);
+    float *kv = rnd(&c, len * Hkv * dkv, 1.0), *kb = rnd(&c, len * nb, 1.0);
+    round_to_bf16(kv, len * Hkv * dkv);
+    round_to_bf16(kb, len * nb);
+    float *qw = host_alloc(&c, (size_t)(T * H * wide) * sizeof(float));
+    float *kw = host_alloc(&c, (size_t)(len * Hkv * wide) * sizeof(float));
+    float *vw = host_alloc(&c, (size_t)(len * Hkv * wide) * sizeof(float));
+    float *outw = host_alloc(&c, (size_t)(T * H * wide) * sizeof(float));
+    float *want = host_alloc(&c, (size_t)(T * H * nv) * sizeof(float));
+    for (int64_t i = 0; i < T * H; i++)
+        memcpy(qw + i * wide, q + i * nq, (size_t)nq * sizeof(float));
+    for (int64_t j = 0; j < len; j++)
+        for (int64_t g = 0; g < Hkv; g++) {
+            const float *src = kv + (j * Hkv + g) * dkv;
+            float *k = kw + (j * Hkv + g) * wide, *v = vw + (j * Hkv + g) * wide;
+            memcpy(k, src, (size_t)na * sizeof(float));
+            memcpy(k + na, kb + j * nb, (size_t)nb * sizeof(float));
+            memcpy(v, src + na, (size_t)nv * sizeof(float));
+        }
+    hylo_ref_attention(qw, kw, vw, outw, T, len, H, Hkv, wide, 1.0 / sqrt((double)nq), &c.err);
+    for (int64_t i = 0; i < T * H; i++)
+        memcpy(want + i * nv, outw + i * wide, (size_t)nv * sizeof(float));
+    if (open_case(&c, "attention", variant)) {
+        float *out = dev_nan(&c, T * H * nv);
+        const uint16_t *kv16 = (const uint16_t *)dev_cache_of(&c, kv, len * Hkv * dkv);
+        hylo_hip_attend_args a = {0};
+        a.q = dev_of(&c, q, T * H * nq);
+        a.na = na;
+        a.nb = nb;
+        a.nv = nv;
+        a.ka = kv16;
+        a.v = kv16 + na;
+        a.ka_row = a.v_row = Hkv * dkv;
+        a.ka_head = a.v_head = dkv;
+        a.kb = nb > 0 ? dev_cache_of(&c, kb, len * nb) : NULL;
+        a.kb_row = nb;
+        a.bf16 = true;
+        a.out = out;
+        a.T = T;
+        a.len = len;
+        a.H = H;
+        a.Hkv = Hkv;
+        a.scale = 1.0 / sqrt((double)nq);
+        setenv("HYLO_HIP_ATTENTION", "flash", 1);
+        hylo_hip_attend(c.ctx, &a);
+        unsetenv("HYLO_HIP_ATTENTION");
+        compare("attention", variant, "bf16", host_of(&c, out, T * H * nv), want, T * H * nv,
+                LIMIT_BF16_OP);
     }
     close_case(&c);
 }
@@ -1016,9 +1089,22 @@ static void run_ops(uint64_t seed)
         check_attention(seed, 96, 130, 12, 4, 12, bf16); /* GEMM, head hh of each group batched   */
         check_attention(seed, 80, 80, 4, 4, 64, bf16);   /* GEMM, one head per group              */
         setenv("HYLO_HIP_ATTENTION_BUDGET", "1048576", 1); /* a 1 MiB workspace: query blocks */
-        check_attention(seed, 320, 340, 8, 2, 64, bf16); /* of 192 + 128 rows (bf16 128, 128, 64) */
+        setenv("HYLO_HIP_ATTENTION", "gemm", 1);         /* of 192 + 128 rows (bf16 128, 128, */
+        check_attention(seed, 320, 340, 8, 2, 64, bf16); /* 64), bf16 kept off the flash kernel */
+        unsetenv("HYLO_HIP_ATTENTION");
         unsetenv("HYLO_HIP_ATTENTION_BUDGET");
     }
+    const attend_case flash[] = {
+        {37, 37, 8, 2, 64, 0, 64},      /* query and key tiles cut short, group 4        */
+        {2, 70, 4, 2, 64, 0, 64},       /* two queries over two key tiles                */
+        {100, 333, 4, 4, 128, 0, 128},  /* continued prefill, group 1, hd 128            */
+        {150, 150, 16, 2, 64, 0, 64},   /* group 8: a block of 8 heads x 8 positions     */
+        {65, 65, 6, 3, 96, 0, 96},      /* dims zero-padded to 128, group 2              */
+        {77, 200, 8, 2, 128, 64, 128},  /* MLA: key parts 128 + 64 (shared), values 128  */
+        {130, 130, 12, 12, 32, 32, 64}, /* MLA, parts 32 + 32, values 64, group 1        */
+        {1000, 1500, 8, 1, 128, 0, 128}, /* long continued prefill, group 8              */
+    };
+    for (size_t i = 0; i < sizeof flash / sizeof flash[0]; i++) check_attend_flash(seed, &flash[i]);
     const mla_case mla[] = {
         {"q_rank, latent norms", {64, 4, 2, 48, 32, 16, 8, 16, 1e-6}, true, false, {21, 5, 1, 1}},
         {"q_proj, Hm = H", {64, 4, 4, 0, 32, 16, 8, 16, 1e-6}, false, false, {21, 5, 1, 1}},
