@@ -103,19 +103,33 @@ __device__ inline void hylo_load16(const uint16_t *p, float *out)
     }
 }
 
-/* The sum of every thread's v over the block (blockDim.x a power of two), returned to all;
- * red [blockDim.x] in shared memory, free again on return. */
-__device__ inline float hylo_block_sum(float v, float *red)
+/* The sum (or, with Max, the max) of every thread's v over the block (blockDim.x a power of
+ * two), returned to all; red [blockDim.x] in shared memory, free again on return. */
+template <bool Max>
+__device__ inline float hylo_block_reduce(float v, float *red)
 {
     red[threadIdx.x] = v;
     __syncthreads();
     for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+        if (threadIdx.x < s) {
+            const float o = red[threadIdx.x + s];
+            red[threadIdx.x] = Max ? fmaxf(red[threadIdx.x], o) : red[threadIdx.x] + o;
+        }
         __syncthreads();
     }
     const float total = red[0];
     __syncthreads();
     return total;
+}
+
+__device__ inline float hylo_block_sum(float v, float *red)
+{
+    return hylo_block_reduce<false>(v, red);
+}
+
+__device__ inline float hylo_block_max(float v, float *red)
+{
+    return hylo_block_reduce<true>(v, red);
 }
 
 __device__ inline float hylo_silu(float x)

@@ -361,14 +361,7 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
     float mx = -INFINITY;
     for (int64_t s = threadIdx.x; s < nsplit; s += blockDim.x)
         mx = fmaxf(mx, part_ml[(s * H + h) * 2]);
-    red[threadIdx.x] = mx;
-    __syncthreads();
-    for (unsigned k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + k]);
-        __syncthreads();
-    }
-    const float M = red[0];
-    __syncthreads();
+    const float M = hylo_block_max(mx, red);
     float l = 0.0f, acc[COMBINE_COLS];
 #pragma unroll
     for (int c = 0; c < COMBINE_COLS; c++) acc[c] = 0.0f;
@@ -391,21 +384,6 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
         for (int64_t t = 0; t < summed; t++) total += sums[t][c];
         out[h * nv + d0 + c] = total / L;
     }
-}
-
-/* The max of every thread's v over the block (blockDim.x a power of two), returned to all;
- * red [blockDim.x] in shared memory, free again on return. */
-__device__ inline float block_max(float v, float *red)
-{
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
-        __syncthreads();
-    }
-    const float total = red[0];
-    __syncthreads();
-    return total;
 }
 
 /* Block r: row r of the scores S [rows, ld] (rows = heads x Tq, row r of query i = r % Tq,
@@ -432,7 +410,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
             l += expf(x - m);
         }
     }
-    const float M = block_max(m, red);
+    const float M = hylo_block_max(m, red);
     const float L = hylo_block_sum(m == -INFINITY ? 0.0f : l * expf(m - M), red);
     const float inv = 1.0f / L;
     for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x)
