@@ -2,13 +2,16 @@
  * against the copy bandwidth and the bf16 GEMM rate measured in the same run.
  *
  *   hylo-hip-bench [--contexts 1024,8192,32768] [--steps N] [--weights f32|bf16]
- *                  [--long N] MODEL_DIR...
+ *                  [--long N [--long-prefill C]] MODEL_DIR...
  *   hylo-hip-bench --kd [N,N,...]      (the fused KD/CE loss alone; see bench_kd)
  *
  * Per model and context L: time to first token (a prefill of L random tokens, logits of the
  * last row, timed to the logits on the host) and the median time per output token of --steps
- * decode steps after it; --long N adds decode steps at context N over a cache filled with
- * random values (hylo_state_fill_random), the long-context probe. Counting (what the model
+ * decode steps after it. --long N is the long-context probe: decode steps at context N over
+ * a cache filled with random values (hylo_state_fill_random); with --long-prefill C the cache
+ * is filled by a real prefill of N tokens instead, fed C tokens per forward call (one call's
+ * activations take ~45 KB per token in a 1B model, so millions of tokens never go in one),
+ * its time to first token the sum of the calls. Counting (what the model
  * must do at least): prefill FLOPs = 2 L (matrix parameters) + 2 D V (LM head, last row) + the
  * causal attention products (2 L (L + 1) / 2 per head and query/key/value dim); the Mamba2 and
  * GDN scans are left out. Decode bytes = the matrices streamed (2 bytes each in bf16, 4 in
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "layers/hip_layers.h"
 #include "losses/hip_losses.h"
@@ -181,6 +185,8 @@ typedef struct {
     double copy_gbs, gemm_tflops;
     int64_t steps;
     bool bf16;
+    int64_t long_ctx;     /* the long-context probe's N, 0 for none           */
+    int64_t long_chunk;   /* its prefill's tokens per call, 0: a random cache */
 } setup;
 
 static void print_row(const char *model, const char *kind, int64_t L, double ttft, double flops,
@@ -194,8 +200,102 @@ static void print_row(const char *model, const char *kind, int64_t L, double ttf
            prefill, 1e3 * tpot, bytes / tpot / 1e9, 100.0 * bytes / tpot / 1e9 / u->copy_gbs);
 }
 
-static int bench_model(const char *dir, const int64_t *contexts, int n_contexts, int64_t long_ctx,
-                       const setup *u)
+/* The bench's token at position i of a vocabulary of V. */
+static int32_t bench_token(int64_t i, int64_t V)
+{
+    return (int32_t)((uint64_t)i * 2654435761u % (uint64_t)V);
+}
+
+static double prefill_flops(const counts *k, int64_t L)
+{
+    const double Ld = (double)L;
+    return 2.0 * Ld * k->matrix_params + 2.0 * k->head_params +
+           2.0 * Ld * (Ld + 1.0) / 2.0 * k->attn_dims;
+}
+
+static double decode_bytes(const counts *k, double weight_bytes, int64_t L)
+{
+    return weight_bytes + (double)L * k->cache_per_token + 2.0 * k->state_bytes;
+}
+
+/* Prefills the empty state s with L tokens, `chunk` per forward call (the last call gives the
+ * logits of the last row): the total seconds, and those of the first and the last call.
+ * Progress on stderr. */
+static hylo_status chunked_prefill(const hylo_model *m, hylo_state *s, int64_t L, int64_t chunk,
+                                   float *logits, double *total, double *first, double *last,
+                                   hylo_error *err)
+{
+    const int64_t n_max = chunk < L ? chunk : L;
+    int32_t *tokens = malloc((size_t)n_max * sizeof *tokens);
+    if (!tokens) return hylo_error_set(err, HYLO_ERR_NOMEM, "cannot allocate %lld tokens",
+                                       (long long)n_max);
+    hylo_progress bar;
+    hylo_progress_begin(&bar, "prefill", (uint64_t)L, "tokens", 0);
+    hylo_status st = HYLO_OK;
+    *total = 0.0;
+    for (int64_t done = 0; done < L && st == HYLO_OK;) {
+        const int64_t n = L - done < n_max ? L - done : n_max;
+        for (int64_t i = 0; i < n; i++) tokens[i] = bench_token(done + i, m->cfg.vocab_size);
+        const double t0 = hylo_seconds();
+        st = hylo_forward(m, s, tokens, n, done + n == L ? HYLO_LOGITS_LAST : HYLO_LOGITS_NONE,
+                          logits, err);
+        const double t = hylo_seconds() - t0; /* the call ends synchronized (ops finish) */
+        if (done == 0) *first = t;
+        *last = t;
+        *total += t;
+        done += n;
+        hylo_progress_update(&bar, (uint64_t)done);
+    }
+    hylo_progress_end(&bar);
+    free(tokens);
+    return st;
+}
+
+/* The long-context probe of setup u: decode steps at context u->long_ctx over a cache filled
+ * with random values or by a chunked prefill, with the device memory the state takes. */
+static int long_probe(const hylo_model *m, const char *name, const counts *k,
+                      double weight_bytes, float *logits, const setup *u)
+{
+    hylo_error err = {0};
+    hylo_state *s = NULL;
+    const int64_t L = u->long_ctx;
+    double ttft = 0.0, first = 0.0, last = 0.0, tpot = 0.0;
+    /* the device memory the state takes: caches, recurrent states, its context */
+    const int64_t used_before = hylo_hip_device_used();
+    hylo_status st = hylo_state_create(m, L + u->steps + 1, &s, &err);
+    const int64_t state_bytes = hylo_hip_device_used() - used_before;
+    if (st == HYLO_OK)
+        st = u->long_chunk > 0
+                 ? chunked_prefill(m, s, L, u->long_chunk, logits, &ttft, &first, &last, &err)
+                 : hylo_state_fill_random(s, L, 7, &err);
+    for (int64_t i = 0; st == HYLO_OK && u->long_chunk > 0 && i < m->cfg.vocab_size; i++)
+        if (!isfinite(logits[i]))
+            st = hylo_error_set(&err, HYLO_ERR_NUMERIC, "logit %lld of the prefill is %g",
+                                (long long)i, (double)logits[i]);
+    const int64_t peak_bytes = hylo_hip_device_used() - used_before;
+    if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &err);
+    hylo_state_free(s);
+    if (st != HYLO_OK) {
+        fprintf(stderr, "hylo-hip-bench: %s at %lld positions: %s\n", name, (long long)L,
+                err.message);
+        printf("%-26s %-7s %8lld  %s\n", name, "long", (long long)L,
+               st == HYLO_ERR_NOMEM ? "does not fit (see stderr)" : "fails (see stderr)");
+        return st == HYLO_ERR_NOMEM ? 0 : 1; /* not fitting is a finding, not a failure */
+    }
+    print_row(name, "long", L, ttft, prefill_flops(k, L), tpot, decode_bytes(k, weight_bytes, L),
+              u);
+    printf("%-26s cache %.1f MB at %lld positions (%s), states %.1f MB; the state takes %.1f MB "
+           "of device memory (with its context's workspaces)\n",
+           name, (double)L * k->cache_per_token / 1e6, (long long)L, u->bf16 ? "bf16" : "fp32",
+           k->state_bytes / 1e6, (double)state_bytes / 1e6);
+    if (u->long_chunk > 0)
+        printf("%-26s prefill in calls of %lld tokens: the first took %.3f s, the last %.3f s; "
+               "%.1f MB of device memory in use after it (state and workspaces)\n",
+               name, (long long)u->long_chunk, first, last, (double)peak_bytes / 1e6);
+    return 0;
+}
+
+static int bench_model(const char *dir, const int64_t *contexts, int n_contexts, const setup *u)
 {
     hylo_error err = {0};
     hylo_model *m = NULL;
@@ -222,7 +322,7 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
             rc = 1;
             break;
         }
-        for (int64_t i = 0; i < L; i++) tokens[i] = (int32_t)((i * 2654435761u) % (uint64_t)V);
+        for (int64_t i = 0; i < L; i++) tokens[i] = bench_token(i, V);
         double ttft = 0.0, tpot = 0.0;
         hylo_status st = hylo_state_create(m, L + u->steps + 1, &s, &err);
         if (st == HYLO_OK && ci == 0) { /* warm-up: module load, BLAS handle, workspaces */
@@ -242,36 +342,10 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
             rc = die(name, &err);
             break;
         }
-        const double Ld = (double)L;
-        const double flops = 2.0 * Ld * k.matrix_params + 2.0 * k.head_params +
-                             2.0 * Ld * (Ld + 1.0) / 2.0 * k.attn_dims;
-        const double bytes = weight_bytes + Ld * k.cache_per_token + 2.0 * k.state_bytes;
-        print_row(name, "context", L, ttft, flops, tpot, bytes, u);
+        print_row(name, "context", L, ttft, prefill_flops(&k, L), tpot,
+                  decode_bytes(&k, weight_bytes, L), u);
     }
-    if (rc == 0 && long_ctx > 0) {
-        hylo_state *s = NULL;
-        double tpot = 0.0;
-        /* the device memory the state takes: caches, recurrent states, its context */
-        const int64_t used_before = hylo_hip_device_used();
-        hylo_status st = hylo_state_create(m, long_ctx + u->steps + 1, &s, &err);
-        const int64_t state_bytes = hylo_hip_device_used() - used_before;
-        if (st == HYLO_OK) st = hylo_state_fill_random(s, long_ctx, 7, &err);
-        if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &err);
-        hylo_state_free(s);
-        if (st != HYLO_OK) {
-            fprintf(stderr, "hylo-hip-bench: %s at %lld positions: %s\n", name,
-                    (long long)long_ctx, err.message);
-            printf("%-26s %-7s %8lld  %s\n", name, "long", (long long)long_ctx,
-                   "does not fit / fails (see stderr)");
-        } else {
-            print_row(name, "long", long_ctx, 0.0, 0.0, tpot,
-                      weight_bytes + (double)long_ctx * k.cache_per_token + 2.0 * k.state_bytes, u);
-            printf("%-26s cache %.1f MB at %lld positions (%s), states %.1f MB; the state "
-                   "takes %.1f MB of device memory (with its context's workspaces)\n",
-                   name, (double)long_ctx * k.cache_per_token / 1e6, (long long)long_ctx,
-                   u->bf16 ? "bf16" : "fp32", k.state_bytes / 1e6, (double)state_bytes / 1e6);
-        }
-    }
+    if (rc == 0 && u->long_ctx > 0) rc = long_probe(m, name, &k, weight_bytes, logits, u);
     free(tokens);
     free(logits);
     hylo_model_free(m);
@@ -378,9 +452,9 @@ static int bench_kd(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--kd") == 0) return bench_kd(argc - 2, argv + 2);
-    int64_t contexts[MAX_CONTEXTS] = {1024, 8192, 32768}, long_ctx = 0;
+    int64_t contexts[MAX_CONTEXTS] = {1024, 8192, 32768};
     int n_contexts = 3, first = argc;
-    setup u = {0.0, 0.0, 16, true};
+    setup u = {0.0, 0.0, 16, true, 0, 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc) {
             n_contexts = 0;
@@ -391,7 +465,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--weights") == 0 && i + 1 < argc) {
             u.bf16 = strcmp(argv[++i], "f32") != 0;
         } else if (strcmp(argv[i], "--long") == 0 && i + 1 < argc) {
-            long_ctx = strtoll(argv[++i], NULL, 10);
+            u.long_ctx = strtoll(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--long-prefill") == 0 && i + 1 < argc) {
+            u.long_chunk = strtoll(argv[++i], NULL, 10);
         } else if (argv[i][0] != '-') {
             first = i;
             break;
@@ -400,9 +476,11 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (first == argc || u.steps < 1 || u.steps > MAX_STEPS) {
+    if (first == argc || u.steps < 1 || u.steps > MAX_STEPS || u.long_ctx < 0 ||
+        u.long_chunk < 0 || (u.long_chunk > 0 && u.long_ctx == 0)) {
         fprintf(stderr, "usage: hylo-hip-bench [--contexts L,L,...] [--steps N<=%d] "
-                        "[--weights f32|bf16] [--long N] MODEL_DIR...\n", MAX_STEPS);
+                        "[--weights f32|bf16] [--long N [--long-prefill TOKENS_PER_CALL]] "
+                        "MODEL_DIR...\n", MAX_STEPS);
         return 2;
     }
     hylo_error err = {0};
@@ -419,6 +497,6 @@ int main(int argc, char **argv)
            "prefill (TTFT, rate, % GEMM)", "decode/tok", "decode BW", "%cp");
     int rc = 0;
     for (int i = first; i < argc; i++)
-        rc |= bench_model(argv[i], contexts, n_contexts, long_ctx, &u);
+        rc |= bench_model(argv[i], contexts, n_contexts, &u);
     return rc;
 }
