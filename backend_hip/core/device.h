@@ -82,27 +82,6 @@ __device__ inline void hylo_store(uint16_t *p, int64_t i, float v)
     p[i] = hylo_bf16_round(v);
 }
 
-/* The 16 bytes at p (16-byte aligned), widened: 4 fp32 or 8 bf16 values into out. */
-__device__ inline void hylo_load16(const float *p, float *out)
-{
-    const float4 v = *(const float4 *)p;
-    out[0] = v.x;
-    out[1] = v.y;
-    out[2] = v.z;
-    out[3] = v.w;
-}
-
-__device__ inline void hylo_load16(const uint16_t *p, float *out)
-{
-    const uint4 v = *(const uint4 *)p;
-    const unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        out[2 * i] = __uint_as_float(w[i] << 16);
-        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-
 /* The sum (or, with Max, the max) of every thread's v over the block (blockDim.x a power of
  * two), returned to all; red [blockDim.x] in shared memory, free again on return. */
 template <bool Max>

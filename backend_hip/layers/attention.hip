@@ -26,13 +26,17 @@
 #define TK 32                   /* keys of a tiled step                            */
 #define MAX_COLS 16             /* value columns a tiled thread holds: nv <= 128   */
 #define SPLIT_THREADS 256       /* threads of a decode block                       */
-#define MAX_SPAN 256            /* positions of a decode block, at most            */
-#define HEAD_BLOCK 4            /* heads a decode thread sums values for           */
-#define MAX_GROUP 32            /* query heads per KV group a decode block serves  */
+#define HEAD_SLOTS 4            /* heads a score thread takes                      */
+#define MAX_GROUP 32            /* query heads of a decode block, at most          */
+#define PREFETCH 8              /* 16-byte chunks of the next tile a thread loads  */
+#define SCORE_PARTS (MAX_GROUP * 33) /* per head and position group of a decode block: */
+                                     /* the score threads' maxima, then sums            */
+#define Q_LOADS 24              /* query values a thread loads at a time           */
+#define PROJ_LOADS 32           /* weights a projecting thread loads at a time     */
+#define MIN_SPAN 16             /* positions of a decode block, at least            */
+#define HEAD_BLOCK 4            /* heads of a decode block's slice, at least        */
 #define SHARED_LIMIT (48 * 1024) /* shared memory of a block without opting in      */
 #define TILED_SHARED (64 * 1024) /* blocks opt in to this much (AMD's LDS)          */
-#define COMBINE_COLS 32         /* output columns of a combining block             */
-#define PAD 8                   /* query rows of a decode block: multiples of 8    */
 #define GEMM_MIN_T 64           /* prefills of this many queries go through GEMMs  */
 #define LONG_ROWS 128                     /* query rows a block holds at any context      */
 #define GEMM_MAX_ROWS 512       /* query rows of a block at most: the scores of the  */
@@ -170,35 +174,6 @@ __global__ void __launch_bounds__(TILED_THREADS) attend_tiled(hylo_hip_attend_ar
     }
 }
 
-/* acc[hh] += Q_hh [q0 .. q0 + n) . k [n] for the group's heads hh < group: k read in 16-byte
- * chunks when `vec` (n and k's address multiples of a chunk), else value by value. Q rows hold
- * na + nb values then at least PAD zeros (qs = na + nb rounded up to PAD, plus PAD), so a
- * chunk's reads past n (up to q0 + n + 7) stay inside the row and meet zeros or the next part's
- * values times a zero key. */
-template <typename C>
-__device__ inline void score_part(float (&acc)[MAX_GROUP], const float *Qs, int64_t qs,
-                                  int64_t q0, const C *k, int64_t n, int64_t group, bool vec)
-{
-    constexpr int per = 16 / sizeof(C); /* values of a 16-byte chunk: 4 fp32 or 8 bf16 */
-#pragma unroll 4
-    for (int64_t d = 0; d < n; d += per) {
-        float kv[per];
-        if (vec) {
-            hylo_load16(k + d, kv);
-        } else {
-#pragma unroll
-            for (int u = 0; u < per; u++) kv[u] = d + u < n ? hylo_load(k, d + u) : 0.0f;
-        }
-#pragma unroll
-        for (int hh = 0; hh < MAX_GROUP; hh++) {
-            if (hh >= group) break;
-            const float *qh = Qs + hh * qs + q0 + d;
-#pragma unroll
-            for (int u = 0; u < per; u++) acc[hh] += qh[u] * kv[u];
-        }
-    }
-}
-
 /* The max (or the sum) of v over each segment of `lanes` consecutive threads (a power of two),
  * returned to the segment's threads; red [blockDim.x] in shared memory. */
 __device__ inline float segment_reduce(float v, float *red, int64_t lanes, bool max)
@@ -218,171 +193,375 @@ __device__ inline float segment_reduce(float v, float *red, int64_t lanes, bool 
     return r;
 }
 
-/* How a decode block works through its positions (chosen on the host, see attend_decode). */
+/* Four values of staged memory at p (16-byte aligned in fp32, 8-byte in bf16), widened. */
+__device__ inline void load4(const float *p, float (&out)[4])
+{
+    const float4 v = *(const float4 *)p;
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
+}
+
+__device__ inline void load4(const uint16_t *p, float (&out)[4])
+{
+    const uint2 v = *(const uint2 *)p;
+    out[0] = __uint_as_float(v.x << 16);
+    out[1] = __uint_as_float(v.x & 0xffff0000u);
+    out[2] = __uint_as_float(v.y << 16);
+    out[3] = __uint_as_float(v.y & 0xffff0000u);
+}
+
+/* How a decode block works through its positions and where its shared memory goes (chosen on
+ * the host, see attend_decode). Shared memory, bytes from its start: the queries Q [heads][qs]
+ * (fp32, zeros past na + nb); at k the staged tile, its keys K [tile][ks] ([ka | kb], zeros
+ * past na + nb up to a multiple of 4) and at v its values V [tile][vs] in the caches' type
+ * (none when the values are the first nv columns of ka, MLA's latent: V is then K); at p the
+ * probabilities P [tile][hp] (fp32). The value sums of the position subsets
+ * [subsets][heads][nvp] reuse the tile's room once the positions are done. Row strides of
+ * 4 mod 8 values keep the reads of 8 key rows (or 4 query rows) at one offset, and the writes
+ * of 8 positions of P, on distinct banks. */
 typedef struct {
-    int64_t span;    /* positions of a block                                              */
-    int64_t heads;   /* query heads of a block: the group's, or a slice of them           */
-    int64_t slices;  /* blocks that share a group's positions, each with its heads        */
-    int64_t heads2;  /* `heads` rounded up to a power of two                              */
-    int64_t subsets; /* key subsets summed apart in the value pass (chunked values)       */
-    bool vec_k;      /* key rows of whole 16-byte chunks, 16-byte aligned                 */
-    bool vec_v;      /* value rows likewise                                               */
+    int64_t span;    /* positions of a block                                               */
+    int64_t tile;    /* positions staged at a time, at most 2 pgroups                      */
+    int pgroups;     /* score threads: pgroups position groups (2 positions of a tile      */
+                     /* each) x SPLIT_THREADS / pgroups head groups (HEAD_SLOTS heads each) */
+    int64_t heads;   /* query heads of a block: the group's, or a slice of them            */
+    int64_t slices;  /* blocks that share a group's positions, each with its heads         */
+    int64_t subsets; /* position subsets the value pass sums apart                         */
+    bool chunked;    /* key and value rows of whole 16-byte chunks on 16-byte boundaries:  */
+                     /* staged through registers, the next tile's loads in flight           */
+    bool v_in_k;     /* the values are K's first nv columns                                */
+    int qs, ks, vs, hp, nvp; /* row strides of Q, K, V, P; nvp = nv rounded up to 4         */
+    int k, v, p, bytes;      /* offsets of K, V, P and the dynamic shared bytes              */
 } split_plan;
 
-/* Block (split s, slice y of group g = y / slices), one query: the slice's heads (plan.heads
- * of the group's, from (y % slices) plan.heads) over positions j0 = s span .. j0 + n - 1.
- *   scores:  thread jj computes P_hh,jj = scale q_hh . k_(j0+jj) for every head hh of the group
- *            (the key row read once, in 16-byte chunks);
- *   softmax: per head, over a segment of blockDim / heads2 threads,
- *            m = max P ,  P <- e^(P - m) ,  l = sum P ;
- *   values:  o_hh = sum_j P_hh,j v_j. With chunked value rows, thread (chunk c, head block
- *            hb, key subset ks) reads one 16-byte chunk of v per position (adjacent threads,
- *            adjacent chunks) and accumulates it for HEAD_BLOCK heads over the positions
- *            ks, ks + subsets, ...; the subsets' sums are then added in a fixed order (the
- *            result does not depend on scheduling). Otherwise thread (hh, d) sums column d.
- * Partials o [nsplit, H, nv] and (m, l) [nsplit, H, 2]. Shared: Q [heads][qs] (see
- * score_part), P [heads][span + 1], and the subsets' sums [subsets][heads][nv] when chunked over
- * several subsets. ("group" below counts the block's heads.) */
+/* The 16-byte chunks of the parts of a staged row: ka's, then kb's, then v's (none when V is
+ * K); chunk c of a row goes to column c per of K (c < kb_end) or (c - kb_end) per of V. */
+struct tile_rows {
+    int ka_end, kb_end, width;
+};
+
+/* Part chunk c of position j (group g), per = 16 / sizeof(C) values. */
 template <typename C>
-__global__ void __launch_bounds__(SPLIT_THREADS)
-    attend_split(hylo_hip_attend_args a, hylo_hip_pos len_at, split_plan plan, float *part_o,
-                 float *part_ml)
+__device__ inline const uint4 *chunk_of(const hylo_hip_attend_args &a, const tile_rows &tr,
+                                        int64_t j, int64_t g, int c)
 {
-    extern __shared__ float smem[];
-    __shared__ float red[SPLIT_THREADS];
-    constexpr int per = 16 / sizeof(C); /* values of a 16-byte chunk */
-    const int64_t g = blockIdx.y / plan.slices, s = blockIdx.x, nq = a.na + a.nb;
-    const int64_t h0 = g * (a.H / a.Hkv) + blockIdx.y % plan.slices * plan.heads; /* 1st head */
-    const int64_t group_end = (g + 1) * (a.H / a.Hkv);
-    const int64_t group = group_end - h0 < plan.heads ? group_end - h0 : plan.heads;
-    const int64_t len = hylo_pos(len_at); /* a.len, or a recorded step's at each replay */
-    const int64_t span = plan.span, j0 = s * span, n = len - j0 < span ? len - j0 : span;
-    const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, ps = span + 1;
-    float *Qs = smem, *P = Qs + group * qs, *sums = P + group * ps;
-    for (int64_t e = threadIdx.x; e < group * qs; e += blockDim.x) {
-        const int64_t hh = e / qs, d = e % qs;
-        Qs[e] = hh < group && d < nq ? a.q[(h0 + hh) * nq + d] : 0.0f;
-    }
-    __syncthreads();
-    for (int64_t jj = threadIdx.x; jj < n; jj += blockDim.x) {
-        float acc[MAX_GROUP];
+    constexpr int per = 16 / sizeof(C);
+    if (c < tr.ka_end) return (const uint4 *)(row_of<C>(a.ka, a.ka_row, a.ka_head, j, g) + c * per);
+    if (c < tr.kb_end)
+        return (const uint4 *)(row_of<C>(a.kb, a.kb_row, a.kb_head, j, g) + (c - tr.ka_end) * per);
+    return (const uint4 *)(row_of<C>(a.v, a.v_row, a.v_head, j, g) + (c - tr.kb_end) * per);
+}
+
+/* Chunked rows: the tile of positions j0 .. j0 + n - 1 into registers, chunk
+ * threadIdx.x + u blockDim.x of the tile in buf[u] (the plan keeps a tile within PREFETCH
+ * chunks a thread). Nothing otherwise. */
+template <typename C>
+__device__ inline void fetch_tile(uint4 (&buf)[PREFETCH], const hylo_hip_attend_args &a,
+                                  const split_plan &plan, const tile_rows &tr, int64_t g,
+                                  int64_t j0, int n)
+{
+    if (!plan.chunked) return;
 #pragma unroll
-        for (int hh = 0; hh < MAX_GROUP; hh++) acc[hh] = 0.0f;
-        score_part(acc, Qs, qs, 0, row_of<C>(a.ka, a.ka_row, a.ka_head, j0 + jj, g), a.na,
-                   group, plan.vec_k);
-        if (a.nb > 0)
-            score_part(acc, Qs, qs, a.na, row_of<C>(a.kb, a.kb_row, a.kb_head, j0 + jj, g),
-                       a.nb, group, plan.vec_k);
+    for (int u = 0; u < PREFETCH; u++) {
+        const int e = threadIdx.x + u * blockDim.x, jj = e / tr.width;
+        if (jj < n) buf[u] = *chunk_of<C>(a, tr, j0 + jj, g, e % tr.width);
+    }
+}
+
+/* The tile into shared memory: the fetched chunks (two 8-byte halves: a bf16 row of K starts
+ * on 8 bytes), or for rows not of whole chunks each value read here. */
+template <typename C>
+__device__ inline void place_tile(const uint4 (&buf)[PREFETCH], const hylo_hip_attend_args &a,
+                                  const split_plan &plan, const tile_rows &tr, int64_t g,
+                                  int64_t j0, int n, C *K, C *V)
+{
+    constexpr int per = 16 / sizeof(C);
+    if (plan.chunked) {
 #pragma unroll
-        for (int hh = 0; hh < MAX_GROUP; hh++)
-            if (hh < group) P[hh * ps + jj] = acc[hh] * (float)a.scale;
-    }
-    __syncthreads();
-    const int64_t lanes = blockDim.x / plan.heads2, hh = threadIdx.x / lanes;
-    const int64_t lane = threadIdx.x % lanes;
-    float *Ph = P + (hh < group ? hh : 0) * ps;
-    float mx = -INFINITY, sum = 0.0f;
-    if (hh < group)
-        for (int64_t jj = lane; jj < n; jj += lanes) mx = fmaxf(mx, Ph[jj]);
-    mx = segment_reduce(mx, red, lanes, true);
-    if (hh < group)
-        for (int64_t jj = lane; jj < n; jj += lanes) {
-            const float p = expf(Ph[jj] - mx);
-            Ph[jj] = p;
-            sum += p;
-        }
-    sum = segment_reduce(sum, red, lanes, false);
-    if (hh < group && lane == 0) {
-        float *ml = part_ml + (s * a.H + h0 + hh) * 2;
-        ml[0] = mx;
-        ml[1] = sum;
-    }
-    __syncthreads();
-    const C *v0 = row_of<C>(a.v, a.v_row, a.v_head, j0, g);
-    float *out = part_o + (s * a.H + h0) * a.nv; /* [group, nv] */
-    if (!plan.vec_v) {
-        for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
-            const float *Pe = P + (e / a.nv) * ps;
-            const int64_t d = e % a.nv;
-            float acc = 0.0f;
-#pragma unroll 8
-            for (int64_t jj = 0; jj < n; jj++) acc += Pe[jj] * hylo_load(v0, jj * a.v_row + d);
-            out[e] = acc;
+        for (int u = 0; u < PREFETCH; u++) {
+            const int e = threadIdx.x + u * blockDim.x, jj = e / tr.width, c = e % tr.width;
+            if (jj >= n) continue;
+            uint2 *dst = (uint2 *)(c < tr.kb_end ? K + jj * plan.ks + c * per
+                                                 : V + jj * plan.vs + (c - tr.kb_end) * per);
+            dst[0] = make_uint2(buf[u].x, buf[u].y);
+            dst[1] = make_uint2(buf[u].z, buf[u].w);
         }
         return;
     }
-    const int64_t chunks = a.nv / per, hblocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
-    const int64_t combos = chunks * hblocks;
-    for (int64_t w = threadIdx.x; w < combos * plan.subsets; w += blockDim.x) {
-        const int64_t c = w % chunks, hb0 = (w / chunks) % hblocks * HEAD_BLOCK, ks = w / combos;
-        float acc[HEAD_BLOCK][per];
+    const int nq = (int)(a.na + a.nb), width = nq + (plan.v_in_k ? 0 : (int)a.nv);
+    for (int e = threadIdx.x; e < n * width; e += blockDim.x) {
+        const int jj = e / width, d = e % width;
+        const int64_t j = j0 + jj;
+        if (d < a.na) K[jj * plan.ks + d] = row_of<C>(a.ka, a.ka_row, a.ka_head, j, g)[d];
+        else if (d < nq) K[jj * plan.ks + d] = row_of<C>(a.kb, a.kb_row, a.kb_head, j, g)[d - a.na];
+        else V[jj * plan.vs + d - nq] = row_of<C>(a.v, a.v_row, a.v_head, j, g)[d - nq];
+    }
+}
+
+/* Block b (split s = b / (slices Hkv), group g = b / slices % Hkv, slice b % slices), one
+ * query: the slice's heads (plan.heads of the group's, from (b % slices) plan.heads) over
+ * positions j0 = s span .. min(len, j0 + span) - 1, tile by tile (positions staged in shared
+ * memory, the next tile's loads in flight while this one is used), with the online softmax:
+ *   S_hj = scale q_h . k_j             score thread (position group pg < PG, head group
+ *                                      hg < HG = SPLIT_THREADS / PG): heads hg + HG i
+ *                                      (i < HEAD_SLOTS) at positions pg, pg + PG of the tile,
+ *                                      K and Q read 4 values at a time from shared memory
+ *   m'_h = max(m_h, max_j S_hj) ;  alpha_h = e^(m_h - m'_h) ;  P_hj = e^(S_hj - m'_h)
+ *   l_h = alpha_h l_h + sum_j P_hj     (per score thread, added up at the end)
+ *   o_h = alpha_h o_h + sum_j P_hj v_j value thread (column chunk c, head block hb, subset ks):
+ *                                      columns 4c .., heads 4hb .. at positions ks,
+ *                                      ks + subsets, ...; the subsets added in a fixed order
+ * (adjacent threads take adjacent positions, or columns, 8 at a time, so that a 32-wide warp
+ * reads few distinct rows). Partials o [nsplit, H, nvp] (the softmax of the block's positions,
+ * unnormalized) and (m, l) [nsplit, H, 2]; a block's heads are a.H / a.Hkv at most
+ * HEAD_SLOTS HG. */
+template <typename C>
+__global__ void __launch_bounds__(SPLIT_THREADS, 2)
+    attend_split(hylo_hip_attend_args a, hylo_hip_pos len_at, split_plan plan, float *part_o,
+                 float *part_ml)
+{
+    constexpr int per = 16 / sizeof(C);
+    extern __shared__ float smem[];
+    __shared__ float part[SCORE_PARTS]; /* [heads][PG + 1] */
+    __shared__ float m_run[MAX_GROUP], alpha[MAX_GROUP];
+    const int64_t b = blockIdx.x, group = a.H / a.Hkv, g = b / plan.slices % a.Hkv;
+    const int64_t s = b / (plan.slices * a.Hkv), h0 = g * group + b % plan.slices * plan.heads;
+    const int heads = (int)((g + 1) * group - h0 < plan.heads ? (g + 1) * group - h0 : plan.heads);
+    const int64_t len = hylo_pos(len_at); /* a.len, or a recorded step's at each replay */
+    const int64_t j0 = s * plan.span, end = len < j0 + plan.span ? len : j0 + plan.span;
+    const int nq = (int)(a.na + a.nb), nq4 = (nq + 3) / 4 * 4, tile = (int)plan.tile;
+    float *Q = smem, *P = (float *)((char *)smem + plan.p);
+    C *K = (C *)((char *)smem + plan.k), *V = plan.v_in_k ? K : (C *)((char *)smem + plan.v);
+    const int v_stride = plan.v_in_k ? plan.ks : plan.vs;
+    const int v_chunks = plan.v_in_k ? 0 : (int)a.nv / per;
+    const tile_rows tr = {(int)a.na / per, nq / per, nq / per + v_chunks};
+    /* score thread: tid = pl + 8 (hg + HG ph), position group pg = pl + 8 ph */
+    const int PG = plan.pgroups, HG = SPLIT_THREADS / PG, tid = threadIdx.x;
+    const int hg = tid / 8 % HG, pg = tid % 8 + 8 * (tid / (8 * HG));
+    /* value thread: tid = cl + 8 (hb + hblocks (cg + cgroups ks)), column chunk c = cl + 8 cg */
+    const int chunks = plan.nvp / 4, cgroups = (chunks + 7) / 8, hblocks = (heads + 3) / 4;
+    const int hb = tid / 8 % hblocks, c = tid % 8 + 8 * (tid / 8 / hblocks % cgroups);
+    const int ks = tid / 8 / hblocks / cgroups, subsets = (int)plan.subsets;
+    const bool valuer = c < chunks && ks < subsets;
+    uint4 next[PREFETCH];
+    fetch_tile<C>(next, a, plan, tr, g, j0, (int)(end - j0 < tile ? end - j0 : tile));
+    /* the queries, Q_LOADS loads of a thread in flight at a time */
+    for (int e0 = tid; e0 < heads * plan.qs; e0 += Q_LOADS * SPLIT_THREADS) {
+        float v[Q_LOADS];
 #pragma unroll
-        for (int k = 0; k < HEAD_BLOCK; k++)
+        for (int u = 0; u < Q_LOADS; u++) {
+            const int e = e0 + u * SPLIT_THREADS, d = e % plan.qs;
+            v[u] = e < heads * plan.qs && d < nq ? a.q[(h0 + e / plan.qs) * nq + d] : 0.0f;
+        }
 #pragma unroll
-            for (int u = 0; u < per; u++) acc[k][u] = 0.0f;
-#pragma unroll 4
-        for (int64_t jj = ks; jj < n; jj += plan.subsets) {
-            float vv[per];
-            hylo_load16(v0 + jj * a.v_row + c * per, vv);
+        for (int u = 0; u < Q_LOADS; u++)
+            if (e0 + u * SPLIT_THREADS < heads * plan.qs) Q[e0 + u * SPLIT_THREADS] = v[u];
+    }
+    for (int e = tid; e < tile * (nq4 - nq); e += SPLIT_THREADS)
+        hylo_store(K + e / (nq4 - nq) * plan.ks, nq + e % (nq4 - nq), 0.0f);
+    if (tid < MAX_GROUP) m_run[tid] = -INFINITY;
+    float l[HEAD_SLOTS], o[4][4];
 #pragma unroll
-            for (int k = 0; k < HEAD_BLOCK; k++) {
-                const float p = hb0 + k < group ? P[(hb0 + k) * ps + jj] : 0.0f;
+    for (int i = 0; i < HEAD_SLOTS; i++) l[i] = 0.0f;
 #pragma unroll
-                for (int u = 0; u < per; u++) acc[k][u] += p * vv[u];
+    for (int k = 0; k < 4; k++)
+#pragma unroll
+        for (int u = 0; u < 4; u++) o[k][u] = 0.0f;
+    for (int64_t t0 = j0; t0 < end; t0 += tile) {
+        const int n = (int)(end - t0 < tile ? end - t0 : tile);
+        __syncthreads(); /* the previous tile's readers are done */
+        place_tile<C>(next, a, plan, tr, g, t0, n, K, V);
+        __syncthreads();
+        if (t0 + tile < end)
+            fetch_tile<C>(next, a, plan, tr, g, t0 + tile,
+                          (int)(end - t0 - tile < tile ? end - t0 - tile : tile));
+        /* scores of rows pg, pg + PG (clamped to the tile's rows; masked below) */
+        float sc[HEAD_SLOTS][2];
+#pragma unroll
+        for (int i = 0; i < HEAD_SLOTS; i++) sc[i][0] = sc[i][1] = 0.0f;
+        const C *k0 = K + (pg < n ? pg : n - 1) * plan.ks;
+        const C *k1 = K + (pg + PG < n ? pg + PG : n - 1) * plan.ks;
+#pragma unroll 2
+        for (int d = 0; d < nq4; d += 4) {
+            float x0[4], x1[4];
+            load4(k0 + d, x0);
+            load4(k1 + d, x1);
+#pragma unroll
+            for (int i = 0; i < HEAD_SLOTS; i++) {
+                if (hg + HG * i >= heads) break;
+                const float4 q = *(const float4 *)(Q + (hg + HG * i) * plan.qs + d);
+                sc[i][0] += q.x * x0[0];
+                sc[i][0] += q.y * x0[1];
+                sc[i][0] += q.z * x0[2];
+                sc[i][0] += q.w * x0[3];
+                sc[i][1] += q.x * x1[0];
+                sc[i][1] += q.y * x1[1];
+                sc[i][1] += q.z * x1[2];
+                sc[i][1] += q.w * x1[3];
             }
         }
-        /* one subset: the sums are the outputs; several: added below in order */
-        float *dst = plan.subsets == 1 ? out : sums + ks * group * a.nv;
 #pragma unroll
-        for (int k = 0; k < HEAD_BLOCK; k++)
-            if (hb0 + k < group)
+        for (int i = 0; i < HEAD_SLOTS; i++) {
+            if (hg + HG * i >= heads) break;
+            sc[i][0] = pg < n ? sc[i][0] * (float)a.scale : -INFINITY;
+            sc[i][1] = pg + PG < n ? sc[i][1] * (float)a.scale : -INFINITY;
+            part[(hg + HG * i) * (PG + 1) + pg] = fmaxf(sc[i][0], sc[i][1]);
+        }
+        __syncthreads();
+        if (tid < heads) {
+            float mx = -INFINITY;
+            for (int i = 0; i < PG; i++) mx = fmaxf(mx, part[tid * (PG + 1) + i]);
+            mx = fmaxf(m_run[tid], mx);
+            alpha[tid] = expf(m_run[tid] - mx);
+            m_run[tid] = mx;
+        }
+        __syncthreads();
 #pragma unroll
-                for (int u = 0; u < per; u++) dst[(hb0 + k) * a.nv + c * per + u] = acc[k][u];
+        for (int i = 0; i < HEAD_SLOTS; i++) {
+            const int h = hg + HG * i;
+            if (h >= heads) break;
+            float sum = 0.0f;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int j = pg + PG * r;
+                if (j >= n) continue;
+                const float p = expf(sc[i][r] - m_run[h]);
+                P[j * plan.hp + h] = p;
+                sum += p;
+            }
+            l[i] = l[i] * alpha[h] + sum;
+        }
+        __syncthreads();
+        if (!valuer) continue;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const float al = 4 * hb + k < heads ? alpha[4 * hb + k] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < 4; u++) o[k][u] *= al;
+        }
+#pragma unroll 4
+        for (int j = ks; j < n; j += subsets) {
+            const float4 p = *(const float4 *)(P + j * plan.hp + 4 * hb);
+            float v[4];
+            load4(V + j * v_stride + 4 * c, v);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                o[0][u] += p.x * v[u];
+                o[1][u] += p.y * v[u];
+                o[2][u] += p.z * v[u];
+                o[3][u] += p.w * v[u];
+            }
+        }
     }
-    if (plan.subsets == 1) return;
+    __syncthreads(); /* the tiles are done: part and the tile's room are free */
+#pragma unroll
+    for (int i = 0; i < HEAD_SLOTS; i++)
+        if (hg + HG * i < heads) part[(hg + HG * i) * (PG + 1) + pg] = l[i];
+    /* one subset: the sums are the outputs; several: added below in order */
+    float *sums = (float *)K, *out = part_o + (s * a.H + h0) * plan.nvp; /* [heads, nvp] */
+    float *dst = subsets == 1 ? out : sums + ks * heads * plan.nvp;
+    if (valuer)
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (4 * hb + k < heads)
+                *(float4 *)(dst + (4 * hb + k) * plan.nvp + 4 * c) =
+                    make_float4(o[k][0], o[k][1], o[k][2], o[k][3]);
     __syncthreads();
-    for (int64_t e = threadIdx.x; e < group * a.nv; e += blockDim.x) {
+    if (tid < heads) {
+        float sum = 0.0f;
+        for (int i = 0; i < PG; i++) sum += part[tid * (PG + 1) + i];
+        float *ml = part_ml + (s * a.H + h0 + tid) * 2;
+        ml[0] = m_run[tid];
+        ml[1] = sum;
+    }
+    if (subsets == 1) return;
+    for (int e = tid; e < heads * plan.nvp; e += SPLIT_THREADS) {
         float total = 0.0f;
-        for (int64_t ks = 0; ks < plan.subsets; ks++) total += sums[ks * group * a.nv + e];
+        for (int k = 0; k < subsets; k++) total += sums[k * heads * plan.nvp + e];
         out[e] = total;
     }
 }
 
-/* Block (column block, h), COMBINE_COLS output columns from d0, the splits spread over the
- * threads: M = max_s m_s, w_s = e^(m_s - M), out[h, d] = sum_s w_s o_s[d] / sum_s w_s l_s. */
-__global__ void __launch_bounds__(HYLO_HIP_THREADS)
-    attend_combine(const float *part_o, const float *part_ml, int64_t nsplit, int64_t H,
-                   int64_t nv, float *out)
+/* Weights w[m] = W[i, d0 + lane + lanes m] (m < PROJ_LOADS, zeros past the row's nv or the
+ * projection's rows), loaded together. */
+__device__ inline void fetch_weights(float (&w)[PROJ_LOADS], const float *W,
+                                     const hylo_hip_attend_args &a, int64_t i, int64_t d0,
+                                     int64_t lane, int64_t lanes)
 {
+#pragma unroll
+    for (int m = 0; m < PROJ_LOADS; m++) {
+        const int64_t d = d0 + lane + lanes * m;
+        w[m] = i < a.wo_rows && d < a.nv ? W[i * a.wo_row + d] : 0.0f;
+    }
+}
+
+/* Block h: the splits' partials of head h merged,
+ *   M = max_s m_s ,  w_s = e^(m_s - M) ,  o[d] = sum_s w_s o_s[d] / sum_s w_s l_s   (d < nv)
+ * thread (column chunk c, split group sg) summing columns 4c .. 4c + 3 over the splits
+ * sg, sg + groups, ... (the groups then added in a fixed order); and out[h] = o, or with an
+ * output projection (a.wo) out[h, i] = sum_d W[i, d] o[d] (i < wo_rows), a segment of lanes
+ * per row, PROJ_LOADS weights of a thread loaded at a time (the first ones before the merge).
+ * Shared: the groups' sums [groups][nvp], o [nvp]. */
+__global__ void __launch_bounds__(HYLO_HIP_THREADS)
+    attend_combine(hylo_hip_attend_args a, const float *part_o, const float *part_ml,
+                   int64_t nsplit, int64_t nvp, float *out)
+{
+    extern __shared__ float smem[];
     __shared__ float red[HYLO_HIP_THREADS];
-    __shared__ float sums[HYLO_HIP_THREADS][COMBINE_COLS + 1];
-    const int64_t h = blockIdx.y, d0 = (int64_t)blockIdx.x * COMBINE_COLS;
-    const int64_t width = nv - d0 < COMBINE_COLS ? nv - d0 : COMBINE_COLS;
+    const int64_t h = blockIdx.x, H = a.H, chunks = nvp / 4, groups = blockDim.x / chunks;
+    const int64_t c = threadIdx.x % chunks, sg = threadIdx.x / chunks;
+    float *o = smem + groups * nvp;
+    int64_t lanes = 1; /* a power of two: all rows in one pass where they fit */
+    while (a.wo && lanes * 2 * a.wo_rows <= (int64_t)blockDim.x) lanes *= 2;
+    const int64_t rows = blockDim.x / lanes, lane = threadIdx.x % lanes;
+    const float *W = a.wo ? a.wo + h / a.wo_group * a.wo_head : NULL;
+    float w[PROJ_LOADS];
+    if (W) fetch_weights(w, W, a, threadIdx.x / lanes, 0, lane, lanes);
     float mx = -INFINITY;
     for (int64_t s = threadIdx.x; s < nsplit; s += blockDim.x)
         mx = fmaxf(mx, part_ml[(s * H + h) * 2]);
     const float M = hylo_block_max(mx, red);
-    float l = 0.0f, acc[COMBINE_COLS];
-#pragma unroll
-    for (int c = 0; c < COMBINE_COLS; c++) acc[c] = 0.0f;
-    for (int64_t s = threadIdx.x; s < nsplit; s += blockDim.x) {
-        const float *ml = part_ml + (s * H + h) * 2, *o = part_o + (s * H + h) * nv + d0;
-        const float w = expf(ml[0] - M);
-        l += w * ml[1];
-#pragma unroll
-        for (int c = 0; c < COMBINE_COLS; c++)
-            if (c < width) acc[c] += w * o[c];
-    }
+    float l = 0.0f;
+    for (int64_t s = threadIdx.x; s < nsplit; s += blockDim.x)
+        l += expf(part_ml[(s * H + h) * 2] - M) * part_ml[(s * H + h) * 2 + 1];
     const float L = hylo_block_sum(l, red);
-#pragma unroll
-    for (int c = 0; c < COMBINE_COLS; c++) sums[threadIdx.x][c] = acc[c];
+    if (sg < groups) {
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+        for (int64_t s = sg; s < nsplit; s += groups) {
+            const float ws = expf(part_ml[(s * H + h) * 2] - M);
+            const float4 v = *(const float4 *)(part_o + (s * H + h) * nvp + 4 * c);
+            acc.x += ws * v.x;
+            acc.y += ws * v.y;
+            acc.z += ws * v.z;
+            acc.w += ws * v.w;
+        }
+        *(float4 *)(smem + sg * nvp + 4 * c) = acc;
+    }
     __syncthreads();
-    /* threads past the splits summed nothing */
-    const int64_t summed = nsplit < (int64_t)blockDim.x ? nsplit : (int64_t)blockDim.x;
-    for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
+    for (int64_t d = threadIdx.x; d < a.nv; d += blockDim.x) {
         float total = 0.0f;
-        for (int64_t t = 0; t < summed; t++) total += sums[t][c];
-        out[h * nv + d0 + c] = total / L;
+        for (int64_t k = 0; k < groups; k++) total += smem[k * nvp + d];
+        if (W) o[d] = total / L;
+        else out[h * a.nv + d] = total / L;
+    }
+    if (!W) return;
+    __syncthreads();
+    for (int64_t i0 = 0; i0 < a.wo_rows; i0 += rows) {
+        const int64_t i = i0 + threadIdx.x / lanes;
+        float acc = 0.0f;
+        for (int64_t d0 = 0; d0 < a.nv; d0 += lanes * PROJ_LOADS) {
+            if (i0 > 0 || d0 > 0) fetch_weights(w, W, a, i, d0, lane, lanes);
+#pragma unroll
+            for (int m = 0; m < PROJ_LOADS; m++) {
+                const int64_t d = d0 + lane + lanes * m;
+                if (d < a.nv) acc += w[m] * o[d];
+            }
+        }
+        acc = segment_reduce(acc, red, lanes, false);
+        if (i < a.wo_rows && lane == 0) out[h * a.wo_rows + i] = acc;
     }
 }
 
@@ -593,76 +772,128 @@ static int64_t decode_blocks(void)
     return n > 0 ? n : DECODE_BLOCKS;
 }
 
+static int64_t round_up(int64_t n, int64_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+/* Value threads a block of `heads` needs: 8-chunk runs of columns times blocks of 4 heads. */
+static int64_t value_combos(int64_t nv, int64_t heads)
+{
+    return round_up((nv + 3) / 4, 8) * ((heads + 3) / 4);
+}
+
+/* The plan's shared memory (see split_plan) for its tile and heads; false when it exceeds
+ * what a block may have beside `fixed` bytes of static shared memory. */
+static bool split_layout(split_plan *p, const hylo_hip_attend_args *a, size_t value,
+                         size_t fixed)
+{
+    const int64_t qs = round_up(a->na + a->nb, 8) + 4, vs = p->v_in_k ? 0 : round_up(a->nv, 8);
+    const int64_t hp = round_up(p->heads, 8) + 4, nvp = round_up(a->nv, 4);
+    p->subsets = SPLIT_THREADS / value_combos(a->nv, p->heads);
+    const int64_t stage = p->tile * (qs + vs) * (int64_t)value;
+    const int64_t sums = p->subsets > 1 ? p->subsets * p->heads * nvp * 4 : 0;
+    const int64_t k = p->heads * qs * 4, v = k + p->tile * qs * (int64_t)value;
+    const int64_t at_p = k + round_up(stage > sums ? stage : sums, 16);
+    const int64_t bytes = at_p + p->tile * hp * 4;
+    if ((size_t)bytes + fixed > TILED_SHARED) return false;
+    p->qs = p->ks = (int)qs;
+    p->vs = (int)vs;
+    p->hp = (int)hp;
+    p->nvp = (int)nvp;
+    p->k = (int)k;
+    p->v = (int)v;
+    p->p = (int)at_p;
+    p->bytes = (int)bytes;
+    return true;
+}
+
+/* One query (flash decoding): the positions split over blocks (attend_split), the blocks'
+ * partials merged per head (attend_combine, with MLA's output projection when a->wo). The
+ * plan: tiles of 128 positions for groups of up to 16 heads, else 64 (shorter where a
+ * thread's prefetch registers or the shared memory would not hold one, then slices of the
+ * group's heads); a block's span the longest run of tiles that leaves DECODE_BLOCKS blocks,
+ * or for a short context shorter spans down to MIN_SPAN positions, then slices of the heads
+ * down to HEAD_BLOCK, until there are that many. */
 template <typename C>
 static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
     const hipStream_t stream = hylo_hip_stream(ctx);
-    const int64_t group = a->H / a->Hkv, nq = a->na + a->nb;
-    const int64_t qs = (nq + 2 * PAD - 1) / PAD * PAD, per = 16 / (int64_t)sizeof(C);
+    const int64_t group = a->H / a->Hkv, nq = a->na + a->nb, per = 16 / (int64_t)sizeof(C);
+    const size_t fixed = (SCORE_PARTS + 2 * MAX_GROUP) * sizeof(float);
     if (group > MAX_GROUP) {
         hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld query heads per KV group exceed "
                       "a decode block's %d", (long long)group, MAX_GROUP);
         return;
     }
-    /* A short context has few spans: its blocks then take shorter spans and, for a large
-     * group (MLA's absorbed form: every head on one latent), slices of the group's heads,
-     * halving while a slice has more than HEAD_BLOCK, until there are DECODE_BLOCKS blocks. */
-    split_plan plan = {MAX_SPAN, group, 1, 1, 1, false, false};
-    auto blocks = [&](const split_plan &p) {
-        return (a->len + p.span - 1) / p.span * a->Hkv * p.slices;
+    split_plan plan = {};
+    plan.heads = group;
+    plan.slices = 1;
+    /* long tiles for few heads: 64 position groups where 4 head groups hold them */
+    plan.pgroups = group <= HEAD_SLOTS * SPLIT_THREADS / 64 ? 64 : 32;
+    plan.tile = 2 * plan.pgroups;
+    plan.v_in_k = a->v == a->ka && a->v_row == a->ka_row && a->v_head == a->ka_head &&
+                  a->nv <= a->na;
+    plan.chunked = chunked(a->ka, a->na, a->ka_row, a->ka_head, sizeof(C)) &&
+                   (a->nb == 0 || chunked(a->kb, a->nb, a->kb_row, a->kb_head, sizeof(C))) &&
+                   chunked(a->v, a->nv, a->v_row, a->v_head, sizeof(C));
+    const int64_t width = (nq + (plan.v_in_k ? 0 : a->nv)) / per; /* chunks of a row */
+    while (plan.chunked && plan.tile > MIN_SPAN && plan.tile * width > PREFETCH * SPLIT_THREADS)
+        plan.tile /= 2;
+    /* rows too wide for the registers: staged value by value */
+    plan.chunked = plan.chunked && plan.tile * width <= PREFETCH * SPLIT_THREADS;
+    auto slice = [&](int64_t heads) {
+        plan.heads = heads;
+        plan.slices = (group + heads - 1) / heads;
     };
-    const int64_t aim = decode_blocks();
-    while (plan.span > 32 && blocks(plan) < aim) plan.span /= 2;
-    while (plan.heads > HEAD_BLOCK && blocks(plan) < aim) {
-        plan.heads = (plan.heads + 1) / 2;
-        plan.slices = (group + plan.heads - 1) / plan.heads;
+    while (plan.heads > 1 && value_combos(a->nv, plan.heads) > SPLIT_THREADS)
+        slice((plan.heads + 1) / 2);
+    while (!split_layout(&plan, a, sizeof(C), fixed) && (plan.tile > MIN_SPAN || plan.heads > 1)) {
+        if (plan.tile > MIN_SPAN) plan.tile /= 2;
+        else slice((plan.heads + 1) / 2);
     }
-    while (plan.heads2 < plan.heads) plan.heads2 *= 2;
-    plan.vec_k = chunked(a->ka, a->na, a->ka_row, a->ka_head, sizeof(C)) &&
-                 (a->nb == 0 || chunked(a->kb, a->nb, a->kb_row, a->kb_head, sizeof(C)));
-    plan.vec_v = chunked(a->v, a->nv, a->v_row, a->v_head, sizeof(C));
-    if (plan.vec_v) {
-        /* as many key subsets as leave every thread of the block a (chunk, head block); none
-         * when half the threads have one already (their shared sums would shorten the span) */
-        const int64_t combos = a->nv / per * ((plan.heads + HEAD_BLOCK - 1) / HEAD_BLOCK);
-        plan.subsets = 2 * combos < SPLIT_THREADS ? SPLIT_THREADS / combos : 1;
-    }
-    /* the longest span (up to the one chosen) whose block fits the shared memory, the
-     * kernel's static reduction buffer included */
-    const size_t fixed = SPLIT_THREADS * sizeof(float);
-    size_t shared = 0;
-    for (; plan.span >= 32; plan.span /= 2) {
-        const int64_t sums = plan.vec_v && plan.subsets > 1 ? plan.subsets * plan.heads * a->nv : 0;
-        shared = (size_t)(plan.heads * qs + plan.heads * (plan.span + 1) + sums) * sizeof(float);
-        if (shared + fixed <= TILED_SHARED) break;
-    }
-    if (plan.span < 32) {
-        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: %lld heads of %lld dims per group do "
-                      "not fit a decode block", (long long)group, (long long)nq);
+    if (value_combos(a->nv, plan.heads) > SPLIT_THREADS ||
+        !split_layout(&plan, a, sizeof(C), fixed)) {
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: attention heads of %lld + %lld dims "
+                      "do not fit a decode block", (long long)nq, (long long)a->nv);
         return;
     }
-    if (!allow_shared(ctx, (const void *)attend_split<C>, shared, fixed)) return;
+    auto blocks = [&](int64_t span) { return (a->len + span - 1) / span * a->Hkv * plan.slices; };
+    const int64_t aim = decode_blocks();
+    plan.span = plan.tile;
+    while (plan.span < a->len && blocks(2 * plan.span) >= aim) plan.span *= 2;
+    while (plan.span > MIN_SPAN && blocks(plan.span) < aim) plan.span /= 2;
+    while (plan.heads > HEAD_BLOCK && blocks(plan.span) < aim) slice((plan.heads + 1) / 2);
+    plan.tile = plan.tile < plan.span ? plan.tile : plan.span;
+    split_layout(&plan, a, sizeof(C), fixed); /* smaller than the one that fit */
+    if (!allow_shared(ctx, (const void *)attend_split<C>, (size_t)plan.bytes, fixed)) return;
     const int64_t nsplit = (a->len + plan.span - 1) / plan.span;
     /* the plan (see above: its blocks count whole spans) and the workspace hold for every
      * length of the last span */
     hylo_hip_pos_holds(ctx, a->len, (nsplit - 1) * plan.span + 1, nsplit * plan.span);
     float *part = (float *)hylo_hip_workspace(
-        ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (a->nv + 2)) * sizeof(float));
+        ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (plan.nvp + 2)) * sizeof(float));
     if (!part) return;
-    float *part_ml = part + nsplit * a->H * a->nv;
-    const dim3 grid((unsigned)nsplit, (unsigned)(a->Hkv * plan.slices));
-    attend_split<C><<<grid, SPLIT_THREADS, shared, stream>>>(*a, hylo_hip_pos_of(ctx, a->len),
-                                                             plan, part, part_ml);
+    float *part_ml = part + nsplit * a->H * plan.nvp;
+    attend_split<C><<<(unsigned)(nsplit * a->Hkv * plan.slices), SPLIT_THREADS,
+                      (size_t)plan.bytes, stream>>>(*a, hylo_hip_pos_of(ctx, a->len), plan, part,
+                                                    part_ml);
     if (!hylo_hip_launched(ctx, "attention (split)")) return;
-    const dim3 columns((unsigned)((a->nv + COMBINE_COLS - 1) / COMBINE_COLS), (unsigned)a->H);
-    attend_combine<<<columns, HYLO_HIP_THREADS, 0, stream>>>(part, part_ml, nsplit, a->H, a->nv,
-                                                             a->out);
+    const int64_t groups = HYLO_HIP_THREADS / (plan.nvp / 4);
+    attend_combine<<<(unsigned)a->H, HYLO_HIP_THREADS,
+                     (size_t)((groups + 1) * plan.nvp) * sizeof(float), stream>>>(
+        *a, part, part_ml, nsplit, plan.nvp, a->out);
     hylo_hip_launched(ctx, "attention (combine)");
 }
 
 void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
     if (a->T <= 0 || !hylo_hip_ok(ctx)) return;
+    if (a->wo && a->T > 1) {
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: an attention output projection "
+                      "takes one query");
+        return;
+    }
     if (a->T > 1) {
         if (a->bf16) attend_prefill<uint16_t>(ctx, a);
         else attend_prefill<float>(ctx, a);

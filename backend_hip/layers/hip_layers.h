@@ -106,6 +106,34 @@ void hylo_hip_rmsnorm_rows(hylo_hip_ctx *ctx, const float *x, const float *w, fl
 void hylo_hip_rope_rows(hylo_hip_ctx *ctx, float *x, int64_t T, int64_t heads, int64_t dim,
                         int64_t row_stride, int64_t head_stride, hylo_hip_pos pos0,
                         const double *inv_freq, double scale, bool interleaved);
+/* RoPE and the cache append of a layer's step in one launch, tokens t < T at positions
+ * pos0 + t (pos0 a step's position through hylo_hip_pos_of): the query slices
+ * q + (t H + h) q_head (h < H) and the keys k [T, Hkv, dim] rotated in place (rotate-half
+ * pairs, or adjacent pairs when `interleaved`; keys left as they are when `raw_k`), then the
+ * caches' rows pos0 + t <- the keys [Hkv dim] and the values v [T, v_width] (the caches' type:
+ * bf16 in a bf16 context). Angles and inv_freq (device, [dim/2]) as hylo_hip_rope_rows.
+ * With q_cat (one token: MLA's absorbed queries) also, for each head h, its rotated slice
+ * after a product of the q_off values before it (a head's q_h = q + h q_head - q_off):
+ *   q_cat [H, w_cols + dim] ;  q_cat[h, c] = sum_{i < q_off} q_h[i] W[i, c]  (c < w_cols),
+ *   W = w + (h / w_group) w_head [q_off, w_cols] (device, fp32) ;  q_cat[h, w_cols:] = slice */
+typedef struct {
+    float *q;
+    int64_t H, q_head;
+    float *k;
+    int64_t Hkv;
+    const float *v;
+    int64_t v_width;
+    void *k_cache, *v_cache;
+    int64_t T, dim;
+    bool interleaved, raw_k;
+    hylo_hip_pos pos0;
+    const double *inv_freq;
+    double scale;
+    float *q_cat;
+    const float *w;
+    int64_t q_off, w_cols, w_head, w_group;
+} hylo_hip_rope_append_args;
+void hylo_hip_rope_append(hylo_hip_ctx *ctx, const hylo_hip_rope_append_args *a);
 /* Causal depthwise conv + SiLU carrying the state, as hylo_ref_causal_conv1d_silu: x rows of
  * C channels x_stride apart, w [C, K], b [C] or NULL, state [C, K-1] (in/out), y [T, C]. */
 void hylo_hip_conv_silu(hylo_hip_ctx *ctx, const float *x, int64_t x_stride, const float *w,
@@ -133,7 +161,9 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
  * context's caches, or bf16 copies of MLA's decompressed parts), else fp32. T = 1 runs split over the positions (flash decoding, fp32
  * arithmetic); a prefill of T >= 64 goes through GEMMs (scores, a softmax row kernel, P V:
  * bf16 operands with fp32 accumulation over bf16 caches, else fp32), a shorter one through
- * tiles with an online softmax (fp32). */
+ * tiles with an online softmax (fp32). With `wo` (T = 1 only: MLA's absorbed form) each head's
+ * output is projected as it is merged: out [H, wo_rows], out[h] = W_x (attention output of h)
+ * with W_x = wo + x wo_head [wo_rows, nv], rows wo_row apart, x = h / wo_group (fp32). */
 typedef struct {
     const float *q;
     int64_t na, nb, nv;
@@ -143,6 +173,8 @@ typedef struct {
     float *out;
     int64_t T, len, H, Hkv;
     double scale;
+    const float *wo;
+    int64_t wo_rows, wo_row, wo_head, wo_group;
 } hylo_hip_attend_args;
 void hylo_hip_attend(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a);
 /* flash.hip: the same for a bf16 prefill in one kernel on the tensor cores, no scores in

@@ -7,44 +7,68 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-/* x [T, D] -> q [T, H, dq] at positions pos0 ..:
- *   q = q_b(q_a_norm?(q_a x)) or q_proj x ;  q_h <- q_norm?(q_h) ;  q_pe_h <- RoPE(q_pe_h)   */
-static void mla_queries(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
-                        const float *x, int64_t T, int64_t pos0, float *q_a, float *q)
+/* x [T, D] -> q [T, H, dq], latent [T, r], k_pe [T, rope] (fp32), nothing rotated yet:
+ *   q = q_b(q_a_norm?(q_a x)) or q_proj x ;  q_h <- q_norm?(q_h)
+ *   [latent | k_pe] = kv_a x ;  latent <- kv_a_norm?(latent)
+ * x's projections (q_a or q_proj, and kv_a as its two blocks of rows) in one matrix-vector
+ * launch for one token. */
+static void mla_project(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float *x, int64_t T,
+                        float *q_a, float *q, float *latent, float *k_pe)
 {
     const hylo_mla_dims *d = &L->dims;
-    const int64_t H = d->heads, dq = d->nope + d->rope;
-    if (d->q_rank > 0) {
-        hylo_hip_linear(ctx, x, L->w.q_a, NULL, q_a, T, d->hidden, d->q_rank);
+    const int64_t H = d->heads, dq = d->nope + d->rope, r = d->kv_rank;
+    const bool low_rank = d->q_rank > 0;
+    const float *const W[3] = {low_rank ? L->w.q_a : L->w.q_proj, L->w.kv_a,
+                               L->w.kv_a + r * d->hidden};
+    const float *const b[3] = {NULL, NULL, NULL};
+    float *const y[3] = {low_rank ? q_a : q, latent, k_pe};
+    const int64_t out[3] = {low_rank ? d->q_rank : H * dq, r, d->rope};
+    hylo_hip_linears(ctx, x, T, d->hidden, 3, W, b, y, out);
+    if (low_rank) {
         if (L->w.q_a_norm) hylo_hip_rmsnorm(ctx, q_a, L->w.q_a_norm, q_a, T, d->q_rank, d->eps);
         hylo_hip_linear(ctx, q_a, L->w.q_b, NULL, q, T, d->q_rank, H * dq);
-    } else {
-        hylo_hip_linear(ctx, x, L->w.q_proj, NULL, q, T, d->hidden, H * dq);
     }
     if (L->w.q_norm) hylo_hip_rmsnorm(ctx, q, L->w.q_norm, q, T * H, dq, d->eps);
-    hylo_hip_rope_rows(ctx, q + d->nope, T, H, d->rope, H * dq, dq, hylo_hip_pos_of(ctx, pos0),
-                       freq, L->rope_scale, true);
+    if (L->w.kv_a_norm) hylo_hip_rmsnorm(ctx, latent, L->w.kv_a_norm, latent, T, r, d->eps);
 }
 
-/* Cache rows pos0 .. pos0 + T - 1 from x [T, D], computed in fp32 into latent [T, r] and
- * k_pe [T, rope] (ckv [T, r + rope] scratch) and stored in the caches' type:
- *   [c_kv | k_pe] = kv_a x ;  latent = kv_a_norm?(c_kv) ;  k_pe <- RoPE(k_pe, p) (raw with a
- *   k_norm)                                                                                 */
-static void mla_append(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
-                       hylo_mla_cache *cache, const float *x, int64_t T, int64_t pos0, float *ckv,
-                       float *latent, float *k_pe)
+/* RoPE of the tokens at positions pos0 .., their cache rows and, for a decode step in the
+ * absorbed form (kv_b given), its queries q_cat [H, r + rope], one launch:
+ *   q_pe_h <- RoPE(q_pe_h) ;  k_pe <- RoPE(k_pe) (raw with a k_norm) ;
+ *   cache rows pos0 + t <- latent [t], k_pe [t] (the caches' type)
+ *   q_cat[h] = [q~_h | q_pe_h] ,  q~_h = W_UK[g]^T q_nope_h :
+ *   q~_h[c] = sum_i q_nope_h[i] W_UK[g][i, c] ,  W_UK[g] = kv_b rows g dkv .. + nope [nope, r] */
+static void mla_rope_append(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *freq,
+                            const float *kv_b, hylo_mla_cache *cache, int64_t T, int64_t pos0,
+                            float *q, float *latent, float *k_pe, float *q_cat)
 {
     const hylo_mla_dims *d = &L->dims;
-    const int64_t r = d->kv_rank, rope = d->rope;
-    hylo_hip_linear(ctx, x, L->w.kv_a, NULL, ckv, T, d->hidden, r + rope);
-    hylo_hip_copy_rows(ctx, latent, r, ckv, r + rope, T, r);
-    hylo_hip_copy_rows(ctx, k_pe, rope, ckv + r, r + rope, T, rope);
-    if (L->w.kv_a_norm) hylo_hip_rmsnorm(ctx, latent, L->w.kv_a_norm, latent, T, r, d->eps);
-    const hylo_hip_pos first = hylo_hip_pos_of(ctx, pos0);
-    if (!L->w.k_norm)
-        hylo_hip_rope_rows(ctx, k_pe, T, 1, rope, rope, 0, first, freq, L->rope_scale, true);
-    hylo_hip_cache_write_rows(ctx, cache->latent, first, r, latent, r, T, r);
-    hylo_hip_cache_write_rows(ctx, cache->k_pe, first, rope, k_pe, rope, T, rope);
+    hylo_hip_rope_append_args a = {};
+    a.q = q + d->nope;
+    a.H = d->heads;
+    a.q_head = d->nope + d->rope;
+    a.k = k_pe;
+    a.Hkv = 1;
+    a.v = latent;
+    a.v_width = d->kv_rank;
+    a.k_cache = cache->k_pe;
+    a.v_cache = cache->latent;
+    a.T = T;
+    a.dim = d->rope;
+    a.interleaved = true;
+    a.raw_k = L->w.k_norm != NULL;
+    a.pos0 = hylo_hip_pos_of(ctx, pos0);
+    a.inv_freq = freq;
+    a.scale = L->rope_scale;
+    if (kv_b) {
+        a.q_cat = q_cat;
+        a.w = kv_b;
+        a.q_off = d->nope;
+        a.w_cols = d->kv_rank;
+        a.w_head = (d->nope + d->v) * d->kv_rank;
+        a.w_group = d->heads / d->kv_heads;
+    }
+    hylo_hip_rope_append(ctx, &a);
 }
 
 /* Naive attention over positions 0 .. len - 1 into o [T, H, v]: kv [len, Hm, dkv] =
@@ -120,23 +144,16 @@ static void mla_naive(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const double *
     hylo_hip_attend(ctx, &a);
 }
 
-/* Absorbed attention of one token over positions 0 .. len - 1 into o [H, v] (q_cat [H, r + rope],
- * o_lat [H, r] scratch), per KV group g (a batch of Hm products over its `group` heads):
- *   q_cat[h, :r] = q~_h = W_UK[g]^T q_nope_h      Q~_g [group, r] = Q_nope,g [group, nope] W_UK[g]
- *   q_cat[h, r:] = q_pe_h
- *   o~ = attention of q_cat over [latent | k_pe], values the latents       o_lat [H, r]
- *   o_h = W_UV[g] o~_h                             O_g [group, v] = O~_g [group, r] W_UV[g]^T
- * with W_UK[g] = kv_b rows g dkv .. + nope and W_UV[g] the next v rows, both [., r]. */
+/* Absorbed attention of one token over positions 0 .. len - 1 into o [H, v], per KV group
+ * g of the head h, from q_cat = [q~ | q_pe] (mla_rope_append):
+ *   o~_h = attention of q_cat_h over keys [latent | k_pe], values the latents        [r]
+ *   o_h = W_UV[g] o~_h          (merged with the attention's partials, one kernel)    [v]
+ * with W_UV[g] = kv_b rows g dkv + nope .. + v, [v, r]. */
 static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float *kv_b,
-                         const hylo_mla_cache *cache, const float *q, int64_t len, float *q_cat,
-                         float *o_lat, float *o)
+                         const hylo_mla_cache *cache, const float *q_cat, int64_t len, float *o)
 {
     const hylo_mla_dims *d = &L->dims;
-    const int64_t H = d->heads, Hm = d->kv_heads, group = H / Hm, r = d->kv_rank;
-    const int64_t rope = d->rope, nope = d->nope, dq = nope + rope, dkv = nope + d->v;
-    hylo_hip_gemm_batched(ctx, HYLO_F32, false, false, group, r, nope, 1.0f, q, dq, group * dq,
-                          kv_b, r, dkv * r, 0.0f, q_cat, r + rope, group * (r + rope), Hm);
-    hylo_hip_copy_rows(ctx, q_cat + r, r + rope, q + nope, dq, H, rope);
+    const int64_t H = d->heads, r = d->kv_rank, rope = d->rope, nope = d->nope;
     hylo_hip_attend_args a = {};
     a.q = q_cat;
     a.na = a.nv = r;
@@ -146,15 +163,18 @@ static void mla_absorbed(hylo_hip_ctx *ctx, const hylo_mla_layer *L, const float
     a.bf16 = ctx->bf16;
     a.ka_row = a.v_row = r;
     a.kb_row = rope;
-    a.out = o_lat;
+    a.out = o;
     a.T = 1;
     a.len = len;
     a.H = H;
     a.Hkv = 1;
     a.scale = L->softmax_scale;
+    a.wo = kv_b + nope * r;
+    a.wo_rows = d->v;
+    a.wo_row = r;
+    a.wo_head = (nope + d->v) * r;
+    a.wo_group = H / d->kv_heads;
     hylo_hip_attend(ctx, &a);
-    hylo_hip_gemm_batched(ctx, HYLO_F32, false, true, group, d->v, r, 1.0f, o_lat, r, group * r,
-                          kv_b + nope * r, r, dkv * r, 0.0f, o, d->v, group * d->v, Hm);
 }
 
 /* x [T, D], y [T, D]; cache latent [pos0 + T, r_kv], k_pe [pos0 + T, rope] (device, the
@@ -172,23 +192,23 @@ static hylo_status mla_forward(hylo_hip_ctx *ctx, const hylo_mla_layer *L, hylo_
     const double *freq = hylo_hip_find_f64(ctx, L->rope_inv_freq, "the MLA rope frequencies");
     const float *kv_b = absorbed ? hylo_hip_find(ctx, L->w.kv_b, "mla kv_b") : NULL;
     if (!freq || (absorbed && !kv_b)) return hylo_hip_status(ctx, err);
-    /* one LAYER block: q_a [T, r_q], q [T, H, dq], ckv [T, r + rope], latent [T, r],
-     * k_pe [T, rope], o [T, H, v], then naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm)
-     * or [len, rope]; absorbed: q_cat [T, H, r + rope], o_lat [T, H, r] */
-    const int64_t common = T * d->q_rank + T * H * dq + 2 * T * (r + rope) + T * H * d->v;
+    /* one LAYER block: q_a [T, r_q], q [T, H, dq], latent [T, r], k_pe [T, rope],
+     * o [T, H, v], then naive: kv [len, Hm, dkv], keys [len, Hm, dq] (k_norm) or [len, rope];
+     * absorbed: q_cat [T, H, r + rope] */
+    const int64_t common = T * d->q_rank + T * H * dq + T * (r + rope) + T * H * d->v;
     /* keys: rebuilt with a k_norm; else k_pe widened (fp32 context) or read as cached (bf16) */
     const int64_t keys = L->w.k_norm ? len * Hm * dq : ctx->bf16 ? 0 : len * rope;
     const int64_t half = ctx->bf16 ? (len * Hm * dkv + (L->w.k_norm ? keys : 0) + 1) / 2 : 0;
-    const int64_t form = absorbed ? T * H * (r + rope) + T * H * r : len * Hm * dkv + keys + half;
+    const int64_t form = absorbed ? T * H * (r + rope) : len * Hm * dkv + keys + half;
     float *q_a = (float *)hylo_hip_workspace(ctx, HYLO_HIP_LAYER,
                                              (size_t)(common + form) * sizeof(float));
     if (!q_a) return hylo_hip_status(ctx, err);
-    float *q = q_a + T * d->q_rank, *ckv = q + T * H * dq, *latent = ckv + T * (r + rope);
-    float *k_pe = latent + T * r, *o = k_pe + T * rope, *extra = o + T * H * d->v;
-    mla_queries(ctx, L, freq, x, T, pos0, q_a, q);
-    mla_append(ctx, L, freq, cache, x, T, pos0, ckv, latent, k_pe);
+    float *q = q_a + T * d->q_rank, *latent = q + T * H * dq, *k_pe = latent + T * r;
+    float *o = k_pe + T * rope, *extra = o + T * H * d->v;
+    mla_project(ctx, L, x, T, q_a, q, latent, k_pe);
+    mla_rope_append(ctx, L, freq, kv_b, cache, T, pos0, q, latent, k_pe, extra);
     if (absorbed)
-        mla_absorbed(ctx, L, kv_b, cache, q, len, extra, extra + T * H * (r + rope), o);
+        mla_absorbed(ctx, L, kv_b, cache, extra, len, o);
     else
         mla_naive(ctx, L, freq, cache, q, T, len, extra, extra + len * Hm * dkv,
                   (uint16_t *)(extra + len * Hm * dkv + keys), o);

@@ -4,22 +4,29 @@
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
+/* The indices (iu, iw) of pair i (i < dim/2) of a slice: (i, i + dim/2), or interleaved
+ * (2i, 2i + 1). */
+__device__ inline int2 pair_of(int64_t i, int64_t dim, bool interleaved)
+{
+    return interleaved ? make_int2((int)(2 * i), (int)(2 * i + 1))
+                       : make_int2((int)i, (int)(i + dim / 2));
+}
+
 /* Pair i (i < dim/2) of the slice xh at position p: with a = p inv_freq_i, c = scale cos a,
- * s = scale sin a, the pair (u, w) = (x_i, x_{i + dim/2}) or, interleaved, (x_{2i}, x_{2i+1})
- * becomes
+ * s = scale sin a, the pair (u, w) = (x_iu, x_iw) becomes
  *   u <- u c - w s ,  w <- w c + u s
- * Returns the pair's two indices (iu, iw). */
+ * Returns the pair's two indices. */
 __device__ inline int2 rotate_pair(float *xh, int64_t i, int64_t dim, int64_t p,
                                    const double *inv_freq, double scale, bool interleaved)
 {
     double sin_a, cos_a;
     sincos((double)p * inv_freq[i], &sin_a, &cos_a);
     const double c = scale * cos_a, s = scale * sin_a;
-    const int iu = (int)(interleaved ? 2 * i : i), iw = (int)(interleaved ? 2 * i + 1 : i + dim / 2);
-    const double u = xh[iu], w = xh[iw];
-    xh[iu] = (float)(u * c - w * s);
-    xh[iw] = (float)(w * c + u * s);
-    return make_int2(iu, iw);
+    const int2 pair = pair_of(i, dim, interleaved);
+    const double u = xh[pair.x], w = xh[pair.y];
+    xh[pair.x] = (float)(u * c - w * s);
+    xh[pair.y] = (float)(w * c + u * s);
+    return pair;
 }
 
 /* Item (t, h, i): pair i of slice x + t row_stride + h head_stride to position p0 + t
@@ -37,34 +44,67 @@ __global__ void rope_kernel(float *x, int64_t T, int64_t heads, int64_t dim, int
     }
 }
 
-/* The attention block's RoPE and cache append in one launch, at positions p0 + t:
- *   q [T, H, hd], k [T, Hkv, hd] <- RoPE(q), RoPE(k)        (rotate-half pairs, in place)
- *   k_cache, v_cache [p0 + t] <- k [t], v [t]                (rows of Hkv hd, the caches' type)
- * Items: the T H hd/2 query pairs, the T Hkv hd/2 key pairs (each stored by the thread that
- * rotates it), then the T Hkv hd values. */
+/* A layer's RoPE and cache append in one launch (hylo_hip_rope_append_args), at positions
+ * p0 + t:
+ *   q_h [dim] at q + (t H + h) q_head <- RoPE(q_h)         k [T, Hkv, dim] <- RoPE(k) (or raw)
+ *   k_cache [p0 + t] <- k [t]  (rows of Hkv dim)           v_cache [p0 + t] <- v [t]  (rows of
+ *                                                          v_width; both in the caches' type)
+ *   with q_cat: q_cat[h] = [q_h before the slice . W | the rotated slice]
+ * Items: the T H dim/2 query pairs (each also copied into q_cat by the thread that rotates it),
+ * the T Hkv dim/2 key pairs (each stored by the thread that rotates it), the T v_width
+ * values, then the H w_cols products (a thread's loads issued together). */
 template <typename C>
-__global__ void rope_store_kernel(float *q, float *k, const float *v, C *k_cache, C *v_cache,
-                                  int64_t T, int64_t H, int64_t Hkv, int64_t hd, hylo_hip_pos pos0,
-                                  const double *inv_freq, double scale)
+__global__ void rope_store_kernel(hylo_hip_rope_append_args a)
 {
-    const int64_t half = hd / 2, p0 = hylo_pos(pos0), row = Hkv * hd;
-    const int64_t nq = T * H * half, nk = T * Hkv * half, nv = T * row;
-    for (int64_t item = hylo_first(); item < nq + nk + nv; item += hylo_stride()) {
+    const int64_t half = a.dim / 2, p0 = hylo_pos(a.pos0), row = a.Hkv * a.dim;
+    const int64_t nq = a.T * a.H * half, nk = a.T * a.Hkv * half, nv = a.T * a.v_width;
+    const int64_t np = a.q_cat ? a.H * a.w_cols : 0, cat = a.w_cols + a.dim;
+    for (int64_t item = hylo_first(); item < nq + nk + nv + np; item += hylo_stride()) {
         if (item < nq) {
             const int64_t i = item % half, th = item / half;
-            rotate_pair(q + th * hd, i, hd, p0 + th / H, inv_freq, scale, false);
+            float *qh = a.q + th * a.q_head;
+            const int2 pair = rotate_pair(qh, i, a.dim, p0 + th / a.H, a.inv_freq, a.scale,
+                                          a.interleaved);
+            if (!a.q_cat) continue;
+            a.q_cat[th * cat + a.w_cols + pair.x] = qh[pair.x];
+            a.q_cat[th * cat + a.w_cols + pair.y] = qh[pair.y];
         } else if (item < nq + nk) {
-            const int64_t i = (item - nq) % half, th = (item - nq) / half, t = th / Hkv;
-            float *kh = k + th * hd;
-            const int2 pair = rotate_pair(kh, i, hd, p0 + t, inv_freq, scale, false);
-            C *cached = k_cache + (p0 + t) * row + th % Hkv * hd;
+            const int64_t i = (item - nq) % half, th = (item - nq) / half, t = th / a.Hkv;
+            float *kh = a.k + th * a.dim;
+            const int2 pair = a.raw_k ? pair_of(i, a.dim, a.interleaved)
+                                      : rotate_pair(kh, i, a.dim, p0 + t, a.inv_freq, a.scale,
+                                                    a.interleaved);
+            C *cached = (C *)a.k_cache + (p0 + t) * row + th % a.Hkv * a.dim;
             hylo_store(cached, pair.x, kh[pair.x]);
             hylo_store(cached, pair.y, kh[pair.y]);
-        } else {
+        } else if (item < nq + nk + nv) {
             const int64_t e = item - nq - nk;
-            hylo_store(v_cache + p0 * row, e, v[e]);
+            hylo_store((C *)a.v_cache + p0 * a.v_width, e, a.v[e]);
+        } else {
+            const int64_t e = item - nq - nk - nv, h = e / a.w_cols, c = e % a.w_cols;
+            const float *qh = a.q + h * a.q_head - a.q_off;
+            const float *w = a.w + h / a.w_group * a.w_head + c;
+            float acc = 0.0f;
+#pragma unroll 32
+            for (int64_t i = 0; i < a.q_off; i++) acc += qh[i] * w[i * a.w_cols];
+            a.q_cat[h * cat + c] = acc;
         }
     }
+}
+
+void hylo_hip_rope_append(hylo_hip_ctx *ctx, const hylo_hip_rope_append_args *a)
+{
+    if (a->T <= 0 || !hylo_hip_ok(ctx)) return;
+    if (a->q_cat && a->T != 1) {
+        hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: absorbed queries of one token only");
+        return;
+    }
+    const unsigned blocks = hylo_hip_blocks(a->T * (a->H + a->Hkv) * (a->dim / 2) +
+                                            a->T * a->v_width + (a->q_cat ? a->H * a->w_cols : 0));
+    const hipStream_t stream = hylo_hip_stream(ctx);
+    if (ctx->bf16) rope_store_kernel<uint16_t><<<blocks, HYLO_HIP_THREADS, 0, stream>>>(*a);
+    else rope_store_kernel<float><<<blocks, HYLO_HIP_THREADS, 0, stream>>>(*a);
+    hylo_hip_launched(ctx, "rope and cache append");
 }
 
 void hylo_hip_rope_store(void *vctx, float *q, float *k, const float *v, int64_t T, int64_t H,
@@ -73,17 +113,23 @@ void hylo_hip_rope_store(void *vctx, float *q, float *k, const float *v, int64_t
 {
     hylo_hip_ctx *ctx = (hylo_hip_ctx *)vctx;
     const double *f = hylo_hip_find_f64(ctx, inv_freq, "the rope frequencies");
-    if (!f || T <= 0 || !hylo_hip_ok(ctx)) return;
-    const hylo_hip_pos p0 = hylo_hip_pos_of(ctx, pos0);
-    const unsigned blocks = hylo_hip_blocks(T * (H + Hkv) * (hd / 2) + T * Hkv * hd);
-    const hipStream_t stream = hylo_hip_stream(ctx);
-    if (ctx->bf16)
-        rope_store_kernel<<<blocks, HYLO_HIP_THREADS, 0, stream>>>(
-            q, k, v, (uint16_t *)k_cache, (uint16_t *)v_cache, T, H, Hkv, hd, p0, f, scale);
-    else
-        rope_store_kernel<<<blocks, HYLO_HIP_THREADS, 0, stream>>>(q, k, v, k_cache, v_cache, T,
-                                                                   H, Hkv, hd, p0, f, scale);
-    hylo_hip_launched(ctx, "rope and cache append");
+    if (!f) return;
+    hylo_hip_rope_append_args a = {};
+    a.q = q;
+    a.H = H;
+    a.q_head = hd;
+    a.k = k;
+    a.Hkv = Hkv;
+    a.v = v;
+    a.v_width = Hkv * hd;
+    a.k_cache = k_cache;
+    a.v_cache = v_cache;
+    a.T = T;
+    a.dim = hd;
+    a.pos0 = hylo_hip_pos_of(ctx, pos0);
+    a.inv_freq = f;
+    a.scale = scale;
+    hylo_hip_rope_append(ctx, &a);
 }
 
 void hylo_hip_rope_rows(hylo_hip_ctx *ctx, float *x, int64_t T, int64_t heads, int64_t dim,

@@ -418,6 +418,9 @@ static void check_conv(uint64_t seed, int64_t T)
     close_case(&c);
 }
 
+/* One token through three convs in one launch (hylo_hip_conv_silu_step, a GDN decode step's
+ * q, k, v convs), against three reference convs; the middle one without bias. */
+
 /* The values a bf16 cache keeps: x [n] rounded to bf16 in place (the reference then sees
  * exactly what the device stores). */
 static void round_to_bf16(float *x, int64_t n)
@@ -452,48 +455,113 @@ static float *host_of_cache(tcase *c, const float *dev, int64_t n)
     return x;
 }
 
-/* The attention block's fused RoPE and cache append (rope_store) against the reference's
- * four ops: q and k rotated, their rows of both caches written (in the caches' type) and no
- * other row touched. */
-static void check_rope_store(uint64_t seed, bool bf16)
+/* A layer's fused RoPE and cache append against the reference's ops: q and k rotated, their
+ * rows of both caches written (in the caches' type) and no other row touched. The teacher's
+ * layout through the ops table's rope_store (rotate-half, q and k heads of dim); MLA's through
+ * hylo_hip_rope_append (the rope slice at q_off of each head of q_head values rotated in
+ * adjacent pairs, scaled, one shared k_pe, the latents as the values; a k_norm layer keeps
+ * k_pe raw), for one token with the absorbed queries too: q_cat[h] = [the q_off values before
+ * the slice times W of the head's group (w_cols columns), in double | the rotated slice]. */
+typedef struct {
+    const char *name;
+    int64_t H, Hkv, dim, q_head, q_off, v_width;
+    bool mla, raw_k;
+    int64_t w_cols, w_group; /* absorbed queries (one token) when w_cols > 0 */
+} rope_case;
+
+static void check_rope_store(uint64_t seed, const rope_case *rc, bool bf16)
 {
-    const int64_t T = 3, H = 8, Hkv = 2, hd = 64, pos0 = 4000, row = Hkv * hd;
-    const int64_t rows = pos0 + T + 5;
+    const int64_t T = rc->w_cols > 0 ? 1 : 3, H = rc->H, Hkv = rc->Hkv, dim = rc->dim;
+    const int64_t pos0 = 4000, row = Hkv * dim, nq = T * H * rc->q_head, vw = rc->v_width;
+    const int64_t rows = pos0 + T + 5, cat = rc->w_cols + dim, wn = rc->q_off * rc->w_cols;
+    const double scale = rc->mla ? 1.25 : 1.0;
     tcase c;
-    start(&c, seed, "rope_store", bf16);
-    const float *q = rnd(&c, T * H * hd, 1.0), *k = rnd(&c, T * row, 1.0);
-    const float *v = rnd(&c, T * row, 1.0);
-    float *kc = rnd(&c, rows * row, 1.0), *vc = rnd(&c, rows * row, 1.0);
+    start(&c, seed, rc->name, bf16);
+    const float *q = rnd(&c, nq, 1.0), *k = rnd(&c, T * row, 1.0), *v = rnd(&c, T * vw, 1.0);
+    float *kc = rnd(&c, rows * row, 1.0), *vc = rnd(&c, rows * vw, 1.0);
     if (bf16) {
         round_to_bf16(kc, rows * row);
-        round_to_bf16(vc, rows * row);
+        round_to_bf16(vc, rows * vw);
     }
-    const double *f = freq_table(&c, hd, 5e5);
-    float *q_want = copy_of(&c, q, T * H * hd), *k_want = copy_of(&c, k, T * row);
-    float *kc_want = copy_of(&c, kc, rows * row), *vc_want = copy_of(&c, vc, rows * row);
+    const double *f = freq_table(&c, dim, 5e5);
+    float *q_want = copy_of(&c, q, nq), *k_want = copy_of(&c, k, T * row);
+    float *kc_want = copy_of(&c, kc, rows * row), *vc_want = copy_of(&c, vc, rows * vw);
+    const float *W = rnd(&c, H / (rc->w_group > 0 ? rc->w_group : 1) * wn, 0.2);
+    float *cat_want = host_alloc(&c, (size_t)(H * cat) * sizeof(float));
+    void (*rotate)(float *, int64_t, int64_t, int64_t, const double *, double) =
+        rc->mla ? hylo_ref_rope_interleaved : hylo_ref_rope_rotate_half;
     for (int64_t t = 0; t < T; t++) {
-        hylo_ref_rope_rotate_half(q_want + t * H * hd, H, hd, pos0 + t, f, 1.0);
-        hylo_ref_rope_rotate_half(k_want + t * row, Hkv, hd, pos0 + t, f, 1.0);
+        for (int64_t h = 0; h < H; h++)
+            rotate(q_want + (t * H + h) * rc->q_head + rc->q_off, 1, dim, pos0 + t, f, scale);
+        if (!rc->raw_k) rotate(k_want + t * row, Hkv, dim, pos0 + t, f, scale);
+    }
+    for (int64_t h = 0; h < H && rc->w_cols > 0; h++) {
+        const float *qh = q_want + h * rc->q_head, *w = W + h / rc->w_group * wn;
+        for (int64_t col = 0; col < rc->w_cols; col++) {
+            double acc = 0.0;
+            for (int64_t i = 0; i < rc->q_off; i++) acc += (double)qh[i] * w[i * rc->w_cols + col];
+            cat_want[h * cat + col] = (float)acc;
+        }
+        memcpy(cat_want + h * cat + rc->w_cols, qh + rc->q_off, (size_t)dim * sizeof(float));
     }
     memcpy(kc_want + pos0 * row, k_want, (size_t)(T * row) * sizeof(float));
-    memcpy(vc_want + pos0 * row, v, (size_t)(T * row) * sizeof(float));
+    memcpy(vc_want + pos0 * vw, v, (size_t)(T * vw) * sizeof(float));
     if (bf16) {
         round_to_bf16(kc_want + pos0 * row, T * row);
-        round_to_bf16(vc_want + pos0 * row, T * row);
+        round_to_bf16(vc_want + pos0 * vw, T * vw);
     }
-    if (open_case(&c, "rope_store", "")) {
-        float *dq = dev_of(&c, q, T * H * hd), *dk = dev_of(&c, k, T * row);
-        float *dkc = dev_cache_of(&c, kc, rows * row), *dvc = dev_cache_of(&c, vc, rows * row);
-        hylo_hip_rope_store(c.ctx, dq, dk, dev_of(&c, v, T * row), T, H, Hkv, hd, pos0, f, 1.0,
-                            dkc, dvc);
+    if (open_case(&c, "rope_store", rc->name)) {
+        float *dq = dev_of(&c, q, nq), *dk = dev_of(&c, k, T * row), *dv = dev_of(&c, v, T * vw);
+        float *dkc = dev_cache_of(&c, kc, rows * row), *dvc = dev_cache_of(&c, vc, rows * vw);
+        float *dcat = dev_nan(&c, H * cat);
+        if (rc->mla) {
+            hylo_hip_rope_append_args a = {0};
+            a.q = dq + rc->q_off;
+            a.H = H;
+            a.q_head = rc->q_head;
+            a.k = dk;
+            a.Hkv = Hkv;
+            a.v = dv;
+            a.v_width = vw;
+            a.k_cache = dkc;
+            a.v_cache = dvc;
+            a.T = T;
+            a.dim = dim;
+            a.interleaved = true;
+            a.raw_k = rc->raw_k;
+            a.pos0 = hylo_hip_pos_of(c.ctx, pos0);
+            a.inv_freq = hylo_hip_find_f64(c.ctx, f, "rope");
+            a.scale = scale;
+            if (rc->w_cols > 0) {
+                a.q_cat = dcat;
+                a.w = dev_of(&c, W, H / rc->w_group * wn);
+                a.q_off = rc->q_off;
+                a.w_cols = rc->w_cols;
+                a.w_head = wn;
+                a.w_group = rc->w_group;
+            }
+            hylo_hip_rope_append(c.ctx, &a);
+        } else {
+            hylo_hip_rope_store(c.ctx, dq, dk, dv, T, H, Hkv, dim, pos0, f, 1.0, dkc, dvc);
+        }
         const char *type = dtype_of(&c);
-        compare("rope_store", "q, pos 4000", type, host_of(&c, dq, T * H * hd), q_want,
-                T * H * hd, LIMIT_F32);
-        compare("rope_store", "k", type, host_of(&c, dk, T * row), k_want, T * row, LIMIT_F32);
-        compare("rope_store", "k cache, every row", type, host_of_cache(&c, dkc, rows * row),
-                kc_want, rows * row, LIMIT_F32);
-        compare("rope_store", "v cache, every row", type, host_of_cache(&c, dvc, rows * row),
-                vc_want, rows * row, LIMIT_F32);
+        char variant[4][64];
+        snprintf(variant[0], sizeof variant[0], "%s q, pos 4000", rc->name);
+        snprintf(variant[1], sizeof variant[1], "%s k", rc->name);
+        snprintf(variant[2], sizeof variant[2], "%s k cache, every row", rc->name);
+        snprintf(variant[3], sizeof variant[3], "%s v cache, every row", rc->name);
+        compare("rope_store", variant[0], type, host_of(&c, dq, nq), q_want, nq, LIMIT_F32);
+        compare("rope_store", variant[1], type, host_of(&c, dk, T * row), k_want, T * row,
+                LIMIT_F32);
+        compare("rope_store", variant[2], type, host_of_cache(&c, dkc, rows * row), kc_want,
+                rows * row, LIMIT_F32);
+        compare("rope_store", variant[3], type, host_of_cache(&c, dvc, rows * vw), vc_want,
+                rows * vw, LIMIT_F32);
+        if (rc->w_cols > 0) {
+            snprintf(variant[0], sizeof variant[0], "%s q_cat", rc->name);
+            compare("rope_store", variant[0], type, host_of(&c, dcat, H * cat), cat_want,
+                    H * cat, LIMIT_F32);
+        }
     }
     close_case(&c);
 }
@@ -601,6 +669,79 @@ static void check_attend_flash(uint64_t seed, const attend_case *ac)
         unsetenv("HYLO_HIP_ATTENTION");
         compare("attention", variant, "bf16", host_of(&c, out, T * H * nv), want, T * H * nv,
                 LIMIT_BF16_OP);
+    }
+    close_case(&c);
+}
+
+/* One query over an MLA latent cache in the absorbed form's layout: keys [latent | k_pe]
+ * (latent [len, na], k_pe [len, nb], Hkv = 1), values the latents themselves, and each head's
+ * output projected by its group's W [nout, na] (the attention's wo) as the splits are merged.
+ * The reference attends over the same cache values, keys and values zero-padded to one width,
+ * and projects in double; fp32 arithmetic on both sides (the fp32 limit for either cache). */
+typedef struct {
+    int64_t len, H, groups, na, nb, nout;
+} decode_case;
+
+static void check_attend_decode(uint64_t seed, const decode_case *dc, bool bf16)
+{
+    const int64_t len = dc->len, H = dc->H, na = dc->na, nb = dc->nb, nq = na + nb;
+    const int64_t nout = dc->nout, per_group = H / dc->groups;
+    char variant[64];
+    snprintf(variant, sizeof variant, "absorbed len%lld H%lld %lld+%lld -> %lld%s",
+             (long long)len, (long long)H, (long long)na, (long long)nb, (long long)nout,
+             bf16 ? " bf16 cache" : "");
+    tcase c;
+    start(&c, seed, variant, bf16);
+    const float *q = rnd(&c, H * nq, 1.0), *W = rnd(&c, dc->groups * nout * na, 0.1);
+    float *latent = rnd(&c, len * na, 1.0), *k_pe = rnd(&c, len * nb, 1.0);
+    if (bf16) {
+        round_to_bf16(latent, len * na);
+        round_to_bf16(k_pe, len * nb);
+    }
+    float *keys = host_alloc(&c, (size_t)(len * nq) * sizeof(float));
+    float *values = host_alloc(&c, (size_t)(len * nq) * sizeof(float)); /* zeros past na */
+    float *o = host_alloc(&c, (size_t)(H * nq) * sizeof(float));
+    float *want = host_alloc(&c, (size_t)(H * nout) * sizeof(float));
+    for (int64_t j = 0; j < len; j++) {
+        memcpy(keys + j * nq, latent + j * na, (size_t)na * sizeof(float));
+        memcpy(keys + j * nq + na, k_pe + j * nb, (size_t)nb * sizeof(float));
+        memcpy(values + j * nq, latent + j * na, (size_t)na * sizeof(float));
+    }
+    const double scale = 1.0 / sqrt((double)nq);
+    hylo_ref_attention(q, keys, values, o, 1, len, H, 1, nq, scale, &c.err);
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t i = 0; i < nout; i++) {
+            const float *w = W + (h / per_group * nout + i) * na;
+            double acc = 0.0;
+            for (int64_t d = 0; d < na; d++) acc += (double)w[d] * o[h * nq + d];
+            want[h * nout + i] = (float)acc;
+        }
+    if (open_case(&c, "attention", variant)) {
+        float *out = dev_nan(&c, H * nout);
+        const void *dl = dev_cache_of(&c, latent, len * na);
+        hylo_hip_attend_args a = {0};
+        a.q = dev_of(&c, q, H * nq);
+        a.na = a.nv = na;
+        a.nb = nb;
+        a.ka = a.v = dl;
+        a.kb = dev_cache_of(&c, k_pe, len * nb);
+        a.bf16 = bf16;
+        a.ka_row = a.v_row = na;
+        a.kb_row = nb;
+        a.out = out;
+        a.T = 1;
+        a.len = len;
+        a.H = H;
+        a.Hkv = 1;
+        a.scale = scale;
+        a.wo = dev_of(&c, W, dc->groups * nout * na);
+        a.wo_rows = nout;
+        a.wo_row = na;
+        a.wo_head = nout * na;
+        a.wo_group = per_group;
+        hylo_hip_attend(c.ctx, &a);
+        compare("attention", variant, dtype_of(&c), host_of(&c, out, H * nout), want, H * nout,
+                LIMIT_F32);
     }
     close_case(&c);
 }
@@ -1073,8 +1214,14 @@ static void run_ops(uint64_t seed)
     check_add_rmsnorm(seed, 3);
     check_add_rmsnorm(seed, 300);
     check_rope(seed);
-    check_rope_store(seed, false);
-    check_rope_store(seed, true);
+    const rope_case ropes[] = {
+        {"teacher", 8, 2, 64, 64, 0, 128, false, false, 0, 0}, /* the ops table's       */
+        {"mla", 4, 1, 32, 48, 16, 64, true, false, 0, 0},    /* q_pe slices, k_pe, latent */
+        {"mla raw k_pe", 4, 1, 32, 48, 16, 64, true, true, 0, 0}, /* a k_norm layer's     */
+        {"mla absorbed", 4, 1, 32, 48, 16, 64, true, false, 24, 2}, /* a decode step's    */
+    };
+    for (size_t i = 0; i < sizeof ropes / sizeof ropes[0]; i++)
+        for (int bf16 = 0; bf16 < 2; bf16++) check_rope_store(seed, &ropes[i], bf16);
     check_conv(seed, 11);
     check_conv(seed, 2);
     check_conv(seed, 1);
@@ -1084,6 +1231,7 @@ static void run_ops(uint64_t seed)
         check_attention(seed, 1, 700, 8, 2, 64, bf16);   /* decode over three splits              */
         check_attention(seed, 1, 1, 32, 8, 64, bf16);    /* decode of the first position          */
         check_attention(seed, 1, 77, 12, 4, 12, bf16);   /* rows not of whole 16-byte chunks      */
+        check_attention(seed, 1, 9000, 32, 8, 64, bf16); /* decode, several tiles a block         */
         check_attention(seed, 300, 300, 8, 2, 64, bf16); /* GEMM prefill: a group's heads batched */
         check_attention(seed, 200, 520, 4, 2, 128, bf16); /* GEMM continued prefill, hd 128       */
         check_attention(seed, 96, 130, 12, 4, 12, bf16); /* GEMM, head hh of each group batched   */
@@ -1105,6 +1253,17 @@ static void run_ops(uint64_t seed)
         {1000, 1500, 8, 1, 128, 0, 128}, /* long continued prefill, group 8              */
     };
     for (size_t i = 0; i < sizeof flash / sizeof flash[0]; i++) check_attend_flash(seed, &flash[i]);
+    const decode_case decode[] = {
+        {1, 32, 8, 128, 32, 64},     /* the first position                                */
+        {77, 32, 8, 128, 32, 64},    /* Llama-1B MLA sizes: short spans, sliced heads      */
+        {700, 32, 8, 128, 32, 64},
+        {40000, 32, 8, 128, 32, 64}, /* several tiles a block                              */
+        {9000, 16, 4, 512, 64, 128}, /* wide rows: short tiles (bf16), staged value by     */
+                                     /* value (fp32), heads sliced for the value threads,  */
+                                     /* the projection's weights loaded in several rounds  */
+    };
+    for (size_t i = 0; i < sizeof decode / sizeof decode[0]; i++)
+        for (int bf16 = 0; bf16 < 2; bf16++) check_attend_decode(seed, &decode[i], bf16);
     const mla_case mla[] = {
         {"q_rank, latent norms", {64, 4, 2, 48, 32, 16, 8, 16, 1e-6}, true, false, {21, 5, 1, 1}},
         {"q_proj, Hm = H", {64, 4, 4, 0, 32, 16, 8, 16, 1e-6}, false, false, {21, 5, 1, 1}},
