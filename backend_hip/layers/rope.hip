@@ -54,7 +54,7 @@ __global__ void rope_kernel(float *x, int64_t T, int64_t heads, int64_t dim, int
  * the T Hkv dim/2 key pairs (each stored by the thread that rotates it), the T v_width
  * values, then the H w_cols products (a thread's loads issued together). */
 template <typename C>
-__global__ void rope_store_kernel(hylo_hip_rope_append_args a)
+__global__ void rope_append_kernel(hylo_hip_rope_append_args a)
 {
     const int64_t half = a.dim / 2, p0 = hylo_pos(a.pos0), row = a.Hkv * a.dim;
     const int64_t nq = a.T * a.H * half, nk = a.T * a.Hkv * half, nv = a.T * a.v_width;
@@ -102,8 +102,8 @@ void hylo_hip_rope_append(hylo_hip_ctx *ctx, const hylo_hip_rope_append_args *a)
     const unsigned blocks = hylo_hip_blocks(a->T * (a->H + a->Hkv) * (a->dim / 2) +
                                             a->T * a->v_width + (a->q_cat ? a->H * a->w_cols : 0));
     const hipStream_t stream = hylo_hip_stream(ctx);
-    if (ctx->bf16) rope_store_kernel<uint16_t><<<blocks, HYLO_HIP_THREADS, 0, stream>>>(*a);
-    else rope_store_kernel<float><<<blocks, HYLO_HIP_THREADS, 0, stream>>>(*a);
+    if (ctx->bf16) rope_append_kernel<uint16_t><<<blocks, HYLO_HIP_THREADS, 0, stream>>>(*a);
+    else rope_append_kernel<float><<<blocks, HYLO_HIP_THREADS, 0, stream>>>(*a);
     hylo_hip_launched(ctx, "rope and cache append");
 }
 
