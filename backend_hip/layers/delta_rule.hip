@@ -2,74 +2,84 @@
  * for decode steps and the chunked WY / UT-transform form for prefills, as equations (1)-(4)
  * of ref/layers/delta_rule.c. fp32, the state updated in place. Value head hv reads q/k head
  * hv / (Hv / Hk). Recurrence: the columns of a head's state S [dk, dv] evolve independently,
- * so it splits every head across blocks of columns. Chunked: every product of a chunk goes
- * through the GEMM launcher (cuBLAS / hipBLAS or the built-in kernel), the state-free ones
- * batched over every (head, chunk) of a segment of chunks, the two that read the state batched
- * over the heads, chunk after chunk.
+ * so it splits every head across blocks of columns, each thread keeping its rows of a column
+ * in registers for the whole call. Chunked: every product of a chunk goes through the GEMM
+ * launcher (cuBLAS / hipBLAS or the built-in kernel), the state-free ones batched over every
+ * (head, chunk) of a segment of chunks, the two that read the state batched over the heads,
+ * chunk after chunk.
  *
  * Environment (checks): HYLO_HIP_GDN_BUDGET (bytes) replaces HYLO_HIP_OP_BUDGET. */
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-#define COLS 32                        /* state columns of a recurrence block            */
-#define RULE_THREADS 256
+#define RULE_THREADS 256               /* threads of a chunked-form block                */
 #define SHARED_LIMIT (48 * 1024)       /* shared memory of a block without opting in     */
+#define RULE_COLS 16                   /* state columns of a recurrence block            */
+#define RULE_ROWS 16                   /* state rows of a column a recurrence thread keeps */
+#define RULE_MAX_THREADS 512           /* of a recurrence block: head_k up to 512        */
 
-/* Block (column block, hv), thread (row group rg, column e): for each token, with
- * k, q the token's vectors and RG = blockDim / COLS row groups splitting the dk rows,
- *   S <- e^g S ;  u = beta (v - S^T k) ;  S <- S + k u^T ;  o = S^T q                         */
-__global__ void __launch_bounds__(RULE_THREADS)
+/* The sum over a recurrence block's row groups of `part` (thread (rg, c) = threadIdx.x /
+ * RULE_COLS, threadIdx.x % RULE_COLS), returned to every thread of column c, each adding the
+ * RG partials in the same order. buf [blockDim.x] (shared): its readers of the previous use
+ * must have passed a barrier since (rule_recurrent alternates two buffers). */
+__device__ inline float rule_column_sum(float part, float *buf, int RG, int c)
+{
+    buf[threadIdx.x] = part;
+    __syncthreads();
+    float sum = 0.0f;
+    for (int r = 0; r < RG; r++) sum += buf[r * RULE_COLS + c];
+    return sum;
+}
+
+/* q, k [T, Hk, dk], v, o [T, Hv, dv], g, beta [T, Hv], S [Hv, dk, dv]. Block (column block,
+ * hv), RG = blockDim.x / RULE_COLS row groups (RG RULE_ROWS >= dk); thread (rg, c) keeps
+ * S[d, e] of its column e and rows d = rg + j RG (j < RULE_ROWS) in registers over the T
+ * tokens, so that S is read once and written once. For each token, with k, q the token's
+ * vectors of head hk = hv / (Hv / Hk):
+ *   S <- e^g S ;  u = beta (v - S^T k) ;  S <- S + k u^T ;  o = S^T q
+ * the two products over d summed across the row groups in shared memory. */
+__global__ void __launch_bounds__(RULE_MAX_THREADS)
     rule_recurrent(const float *q, const float *k, const float *v, const float *g,
                    const float *beta, float *S, float *o, int64_t T, int64_t Hk, int64_t Hv,
                    int64_t dk, int64_t dv)
 {
-    extern __shared__ float sh[];
-    const int64_t RG = blockDim.x / COLS, rg = threadIdx.x / COLS, col = threadIdx.x % COLS;
-    const int64_t hv = blockIdx.y, hk = hv / (Hv / Hk), e = (int64_t)blockIdx.x * COLS + col;
+    __shared__ float red[2][RULE_MAX_THREADS];
+    const int RG = blockDim.x / RULE_COLS, rg = threadIdx.x / RULE_COLS;
+    const int c = threadIdx.x % RULE_COLS, rows = (int)dk;
+    const int64_t e = (int64_t)blockIdx.x * RULE_COLS + c, hv = blockIdx.y, hk = hv / (Hv / Hk);
     const bool on = e < dv;
-    float *ks = sh, *qs = ks + dk, *red = qs + dk, *u = red + RG * COLS;
-    float *Sh = S + hv * dk * dv;
+    float *Se = S + (hv * dk + rg) * dv + e; /* row rg of column e */
+    const int64_t step = RG * dv;           /* from row d to row d + RG */
+    float s[RULE_ROWS];
+#pragma unroll
+    for (int j = 0; j < RULE_ROWS; j++) s[j] = on && rg + j * RG < rows ? Se[j * step] : 0.0f;
     for (int64_t t = 0; t < T; t++) {
+        const float *kt = k + (t * Hk + hk) * dk + rg, *qt = q + (t * Hk + hk) * dk + rg;
         const int64_t i = t * Hv + hv;
-        for (int64_t d = threadIdx.x; d < dk; d += blockDim.x) {
-            ks[d] = k[(t * Hk + hk) * dk + d];
-            qs[d] = q[(t * Hk + hk) * dk + d];
+        const float decay = expf(g[i]), b = beta[i], vi = on ? v[i * dv + e] : 0.0f;
+        float kd[RULE_ROWS], qd[RULE_ROWS], part = 0.0f;
+#pragma unroll
+        for (int j = 0; j < RULE_ROWS; j++) {
+            const bool in = rg + j * RG < rows;
+            kd[j] = in ? kt[j * RG] : 0.0f;
+            qd[j] = in ? qt[j * RG] : 0.0f;
+            s[j] *= decay;
+            part += kd[j] * s[j];
         }
-        __syncthreads();
-        const float decay = expf(g[i]);
-        float part = 0.0f;
-        if (on)
-#pragma unroll 8
-            for (int64_t d = rg; d < dk; d += RG) {
-                const float s = Sh[d * dv + e] * decay;
-                Sh[d * dv + e] = s;
-                part += ks[d] * s;
-            }
-        red[rg * COLS + col] = part;
-        __syncthreads();
-        if (rg == 0) {
-            float kS = 0.0f;
-            for (int64_t r = 0; r < RG; r++) kS += red[r * COLS + col];
-            u[col] = on ? beta[i] * (v[i * dv + e] - kS) : 0.0f;
-        }
-        __syncthreads();
+        const float kS = rule_column_sum(part, red[0], RG, c); /* every thread: a barrier */
+        const float u = on ? b * (vi - kS) : 0.0f;
         part = 0.0f;
-        if (on)
-#pragma unroll 8
-            for (int64_t d = rg; d < dk; d += RG) {
-                const float s = Sh[d * dv + e] + ks[d] * u[col];
-                Sh[d * dv + e] = s;
-                part += qs[d] * s;
-            }
-        red[rg * COLS + col] = part;
-        __syncthreads();
-        if (rg == 0 && on) {
-            float out = 0.0f;
-            for (int64_t r = 0; r < RG; r++) out += red[r * COLS + col];
-            o[i * dv + e] = out;
+#pragma unroll
+        for (int j = 0; j < RULE_ROWS; j++) {
+            s[j] += kd[j] * u;
+            part += qd[j] * s[j];
         }
-        __syncthreads();
+        const float out = rule_column_sum(part, red[1], RG, c);
+        if (rg == 0 && on) o[i * dv + e] = out;
     }
+#pragma unroll
+    for (int j = 0; j < RULE_ROWS; j++)
+        if (on && rg + j * RG < rows) Se[j * step] = s[j];
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -243,15 +253,17 @@ void hylo_hip_gated_delta_rule(hylo_hip_ctx *ctx, const hylo_gdn_dims *d, const 
     const int64_t Hk = d->k_heads, Hv = d->v_heads, dk = d->head_k, dv = d->head_v;
     const hipStream_t stream = hylo_hip_stream(ctx);
     if (scan == HYLO_SCAN_RECURRENT) {
-        const size_t shared = (size_t)(2 * dk + (RULE_THREADS / COLS + 1) * COLS) * sizeof(float);
-        if (shared > SHARED_LIMIT) {
-            hylo_hip_fail(ctx, HYLO_ERR_USAGE, "hip backend: gdn head_k %lld too large",
-                          (long long)dk);
+        const int64_t RG = (dk + RULE_ROWS - 1) / RULE_ROWS;
+        if (RG * RULE_COLS > RULE_MAX_THREADS) {
+            hylo_hip_fail(ctx, HYLO_ERR_USAGE,
+                          "hip backend: gdn head_k %lld over %d (the recurrence keeps %d rows of "
+                          "a state column per thread)",
+                          (long long)dk, RULE_ROWS * RULE_MAX_THREADS / RULE_COLS, RULE_ROWS);
             return;
         }
-        const dim3 grid((unsigned)((dv + COLS - 1) / COLS), (unsigned)Hv);
-        rule_recurrent<<<grid, RULE_THREADS, shared, stream>>>(q, k, v, g, beta, S, o, T, Hk,
-                                                               Hv, dk, dv);
+        const dim3 grid((unsigned)((dv + RULE_COLS - 1) / RULE_COLS), (unsigned)Hv);
+        rule_recurrent<<<grid, (unsigned)(RG * RULE_COLS), 0, stream>>>(q, k, v, g, beta, S, o,
+                                                                        T, Hk, Hv, dk, dv);
         hylo_hip_launched(ctx, "delta rule recurrence");
         return;
     }

@@ -1,44 +1,53 @@
 /* gdn.hip: the Gated DeltaNet mixer (spec sec. 5), as ref/layers/gdn.c: projections, short
- * convs, q/k normalization, gates, the rule of delta_rule.hip, gated output norm, o_proj. */
+ * convs, q/k normalization, gates, the rule of delta_rule.hip, gated output norm, o_proj. A
+ * decode step takes six launches: the projections (one GEMV), the three convs, the q/k norms
+ * with the gates, the recurrence, the gated norm, o_proj. */
 #include <math.h>
 
 #include "core/device.h"
 #include "layers/hip_layers.h"
 
-/* Block r: x_r <- scale x_r / sqrt(sum_i x_r,i^2 + eps), rows of n. */
-__global__ void l2norm_kernel(float *x, int64_t n, float eps, float scale)
+/* q, k [T, Hk, dk] (q's rows then k's: rows r < 2 T Hk of qk [2 T Hk, dk]), a, b, g, beta
+ * [T, Hv], A_log, dt_bias [Hv]. Block r < 2 T Hk normalizes row r:
+ *   x_r <- s_r x_r / sqrt(sum_i x_r,i^2 + 1e-6) ,  s_r = q_scale (q, dk^-0.5) or 1 (k)
+ * and the blocks after them compute the gates, item i of T Hv (h = i % Hv):
+ *   g_i = -exp(A_log_h) softplus(a_i + dt_bias_h) ;  beta_i = sigmoid(b_i)                   */
+__global__ void qk_norm_gates_kernel(float *qk, float q_scale, const float *a, const float *b,
+                                     const float *A_log, const float *dt_bias, float *g,
+                                     float *beta, int64_t T, int64_t Hk, int64_t Hv, int64_t dk)
 {
     __shared__ float red[HYLO_HIP_THREADS];
-    float *xr = x + (int64_t)blockIdx.x * n;
-    float sum_sq = 0.0f;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum_sq += xr[i] * xr[i];
-    const float factor = scale / sqrtf(hylo_block_sum(sum_sq, red) + eps);
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) xr[i] *= factor;
-}
-
-/* a, b, g, beta [T, Hv]:  g = -exp(A_log) softplus(a + dt_bias) ;  beta = sigmoid(b) */
-__global__ void gates_kernel(const float *a, const float *b, const float *A_log,
-                             const float *dt_bias, float *g, float *beta, int64_t n, int64_t Hv)
-{
-    for (int64_t i = hylo_first(); i < n; i += hylo_stride()) {
+    const int64_t rows = 2 * T * Hk;
+    if (blockIdx.x < rows) {
+        float *xr = qk + (int64_t)blockIdx.x * dk;
+        const float scale = blockIdx.x < T * Hk ? q_scale : 1.0f;
+        float sum_sq = 0.0f;
+        for (int64_t i = threadIdx.x; i < dk; i += blockDim.x) sum_sq += xr[i] * xr[i];
+        const float factor = scale / sqrtf(hylo_block_sum(sum_sq, red) + 1e-6f);
+        for (int64_t i = threadIdx.x; i < dk; i += blockDim.x) xr[i] *= factor;
+        return;
+    }
+    const int64_t stride = (int64_t)(gridDim.x - rows) * blockDim.x;
+    for (int64_t i = (blockIdx.x - rows) * blockDim.x + threadIdx.x; i < T * Hv; i += stride) {
         const int64_t h = i % Hv;
         g[i] = -expf(A_log[h]) * hylo_softplus(a[i] + dt_bias[h]);
         beta[i] = 1.0f / (1.0f + expf(-b[i]));
     }
 }
 
-/* o [n] <- o silu(gate) */
-__global__ void output_gate_kernel(float *o, const float *gate, int64_t n)
+/* o, gate [rows, n], w [n]; block r:
+ *   o_r,i <- (w_i o_r,i / sqrt(mean_i o_r,i^2 + eps)) silu(gate_r,i)                         */
+__global__ void gdn_gated_norm_kernel(float *o, const float *gate, const float *w, int64_t n,
+                                      float eps)
 {
-    for (int64_t i = hylo_first(); i < n; i += hylo_stride()) o[i] *= hylo_silu(gate[i]);
-}
-
-/* out = silu(conv(raw)) [T, C] carrying the state (no bias). */
-static void conv(hylo_hip_ctx *ctx, const float *raw, const float *conv_w, float *state,
-                 float *out, int64_t T, int64_t C, int64_t K, const char *what)
-{
-    const float *w_dev = hylo_hip_find(ctx, conv_w, what);
-    if (w_dev) hylo_hip_conv_silu(ctx, raw, C, w_dev, NULL, state, out, T, C, K);
+    __shared__ float red[HYLO_HIP_THREADS];
+    float *orow = o + (int64_t)blockIdx.x * n;
+    const float *gr = gate + (int64_t)blockIdx.x * n;
+    float sum_sq = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum_sq += orow[i] * orow[i];
+    const float inv_rms = 1.0f / sqrtf(hylo_block_sum(sum_sq, red) / (float)n + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        orow[i] = w[i] * (orow[i] * inv_rms) * hylo_silu(gr[i]);
 }
 
 /* x [T, D], y [T, D] (device), weights host pointers, state device:
@@ -76,19 +85,22 @@ hylo_status hylo_hip_gdn_forward(void *vctx, const hylo_gdn_dims *d, const hylo_
     float *const proj[] = {raw_q, raw_k, raw_v, a, b, gate};
     const int64_t widths[] = {nk, nk, nv, Hv, Hv, nv};
     hylo_hip_linears(ctx, x, T, D, 6, W, none, proj, widths);
-    conv(ctx, raw_q, w->q_conv, state->q_conv, q, T, nk, K, "gdn q_conv");
-    conv(ctx, raw_k, w->k_conv, state->k_conv, k, T, nk, K, "gdn k_conv");
-    conv(ctx, raw_v, w->v_conv, state->v_conv, v, T, nv, K, "gdn v_conv");
+    const float *conv_w[] = {hylo_hip_find(ctx, w->q_conv, "gdn q_conv"),
+                             hylo_hip_find(ctx, w->k_conv, "gdn k_conv"),
+                             hylo_hip_find(ctx, w->v_conv, "gdn v_conv")};
+    float *const conv_state[] = {state->q_conv, state->k_conv, state->v_conv};
+    float *const conv_out[] = {q, k, v};
+    if (T == 1) /* raw_q, raw_k, raw_v and q, k, v are contiguous: one launch */
+        hylo_hip_conv_silu_step(ctx, 3, raw_q, conv_w, NULL, conv_state, q, widths, K);
+    else
+        for (int i = 0; i < 3; i++)
+            hylo_hip_conv_silu(ctx, proj[i], widths[i], conv_w[i], NULL, conv_state[i],
+                               conv_out[i], T, widths[i], K);
     if (hylo_hip_ok(ctx)) {
-        l2norm_kernel<<<(unsigned)(T * Hk), HYLO_HIP_THREADS, 0, stream>>>(
-            q, dk, 1e-6f, (float)(1.0 / sqrt((double)dk)));
-        l2norm_kernel<<<(unsigned)(T * Hk), HYLO_HIP_THREADS, 0, stream>>>(k, dk, 1e-6f, 1.0f);
-        hylo_hip_launched(ctx, "gdn l2norm");
-    }
-    if (hylo_hip_ok(ctx)) {
-        gates_kernel<<<hylo_hip_blocks(T * Hv), HYLO_HIP_THREADS, 0, stream>>>(
-            a, b, A_log, dt_bias, g, beta, T * Hv, Hv);
-        hylo_hip_launched(ctx, "gdn gates");
+        qk_norm_gates_kernel<<<(unsigned)(2 * T * Hk) + hylo_hip_blocks(T * Hv),
+                               HYLO_HIP_THREADS, 0, stream>>>(
+            q, (float)(1.0 / sqrt((double)dk)), a, b, A_log, dt_bias, g, beta, T, Hk, Hv, dk);
+        hylo_hip_launched(ctx, "gdn q/k norms and gates");
     }
     hylo_hip_gated_delta_rule(ctx, d, q, k, v, g, beta, state->S, o, T, scan);
     const int64_t qk_shape[] = {T, Hk, dk}, v_shape[] = {T, Hv, dv}, gate_shape[] = {T, Hv};
@@ -100,11 +112,10 @@ hylo_status hylo_hip_gdn_forward(void *vctx, const hylo_gdn_dims *d, const hylo_
     hylo_hip_trace(ctx, tr, "gdn.beta", beta, 2, gate_shape);
     hylo_hip_trace(ctx, tr, "gdn.o", o, 3, v_shape);
     hylo_hip_trace(ctx, tr, "gdn.state", state->S, 3, S_shape);
-    hylo_hip_rmsnorm_rows(ctx, o, o_norm, o, T * Hv, dv, d->eps);
     if (hylo_hip_ok(ctx)) {
-        output_gate_kernel<<<hylo_hip_blocks(T * nv), HYLO_HIP_THREADS, 0, stream>>>(o, gate,
-                                                                                     T * nv);
-        hylo_hip_launched(ctx, "gdn output gate");
+        gdn_gated_norm_kernel<<<(unsigned)(T * Hv), HYLO_HIP_THREADS, 0, stream>>>(
+            o, gate, o_norm, dv, (float)d->eps);
+        hylo_hip_launched(ctx, "gdn gated norm");
     }
     hylo_hip_trace(ctx, tr, "gdn.gated", o, 3, v_shape);
     hylo_hip_linear(ctx, o, w->o_proj, NULL, y, T, nv, D);

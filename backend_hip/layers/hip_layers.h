@@ -138,6 +138,14 @@ void hylo_hip_rope_append(hylo_hip_ctx *ctx, const hylo_hip_rope_append_args *a)
  * C channels x_stride apart, w [C, K], b [C] or NULL, state [C, K-1] (in/out), y [T, C]. */
 void hylo_hip_conv_silu(hylo_hip_ctx *ctx, const float *x, int64_t x_stride, const float *w,
                         const float *b, float *state, float *y, int64_t T, int64_t C, int64_t K);
+/* The same for one token (T = 1) through n <= HYLO_HIP_CONV_PARTS convs in one launch (a
+ * layer's convs of a decode step): conv p takes the next C[p] channels of x and y (x, y
+ * [sum_p C[p]]), with w[p] [C[p], K], b[p] [C[p]] (b NULL: no biases) and state[p]
+ * [C[p], K-1]. */
+#define HYLO_HIP_CONV_PARTS 3
+void hylo_hip_conv_silu_step(hylo_hip_ctx *ctx, int n, const float *x, const float *const *w,
+                             const float *const *b, float *const *state, float *y,
+                             const int64_t *C, int64_t K);
 
 /* ssd.hip: the selective scan of hylo_ref_ssd_scan. x, B and C are column ranges of xbc
  * [T, stride] (x first, B after x_heads P columns, C after b_groups N more); dt [T, H] after

@@ -420,6 +420,41 @@ static void check_conv(uint64_t seed, int64_t T)
 
 /* One token through three convs in one launch (hylo_hip_conv_silu_step, a GDN decode step's
  * q, k, v convs), against three reference convs; the middle one without bias. */
+static void check_conv_step(uint64_t seed)
+{
+    enum { N = 3 };
+    const int64_t C[N] = {40, 24, 56}, K = 4, total = 40 + 24 + 56;
+    tcase c;
+    start(&c, seed, "3 parts, C 40 + 24 + 56, K4", false);
+    const float *x = rnd(&c, total, 1.0);
+    const float *w[N], *b[N], *w_dev[N], *b_dev[N];
+    float *state0[N], *state[N], *sd[N];
+    float *want = host_alloc(&c, (size_t)total * sizeof(float));
+    for (int p = 0, first = 0; p < N; first += (int)C[p], p++) {
+        w[p] = weight(&c, rnd(&c, C[p] * K, 0.5), C[p] * K, false);
+        b[p] = p == 1 ? NULL : weight(&c, rnd(&c, C[p], 0.1), C[p], false);
+        state0[p] = rnd(&c, C[p] * (K - 1), 1.0);
+        state[p] = copy_of(&c, state0[p], C[p] * (K - 1));
+        hylo_ref_causal_conv1d_silu(x + first, w[p], b[p], state[p], want + first, 1, C[p], K);
+    }
+    if (open_case(&c, "conv step", "3 parts, C 40 + 24 + 56, K4")) {
+        for (int p = 0; p < N; p++) {
+            w_dev[p] = hylo_hip_find(c.ctx, w[p], "w");
+            b_dev[p] = b[p] ? hylo_hip_find(c.ctx, b[p], "b") : NULL;
+            sd[p] = dev_of(&c, state0[p], C[p] * (K - 1));
+        }
+        float *y = dev_nan(&c, total);
+        hylo_hip_conv_silu_step(c.ctx, N, dev_of(&c, x, total), w_dev, b_dev, sd, y, C, K);
+        compare("conv step", "3 parts", "f32", host_of(&c, y, total), want, total, LIMIT_F32);
+        for (int p = 0; p < N; p++) {
+            char variant[64];
+            snprintf(variant, sizeof variant, "3 parts, state of part %d", p);
+            compare("conv step", variant, "f32", host_of(&c, sd[p], C[p] * (K - 1)), state[p],
+                    C[p] * (K - 1), LIMIT_F32);
+        }
+    }
+    close_case(&c);
+}
 
 /* The values a bf16 cache keeps: x [n] rounded to bf16 in place (the reference then sees
  * exactly what the device stores). */
@@ -1225,6 +1260,7 @@ static void run_ops(uint64_t seed)
     check_conv(seed, 11);
     check_conv(seed, 2);
     check_conv(seed, 1);
+    check_conv_step(seed);
     for (int bf16 = 0; bf16 < 2; bf16++) {
         check_attention(seed, 37, 37, 8, 2, 64, bf16);   /* prefill, several query and key tiles */
         check_attention(seed, 9, 50, 4, 4, 128, bf16);   /* continued prefill, hd 128             */
@@ -1278,6 +1314,7 @@ static void run_ops(uint64_t seed)
     const hylo_mamba2_dims llama1b = {2048, 32, 64, 64, 8, 8, 32, 32, 4, 256, 1e-5};
     const hylo_gdn_dims small = {64, 2, 4, 32, 48, 4, 16, 1e-5};
     const hylo_gdn_dims hylo1b = {2048, 6, 6, 256, 512, 4, 64, 1e-5};
+    const hylo_gdn_dims odd = {64, 1, 3, 20, 37, 4, 16, 1e-5}; /* a part-empty column block */
     for (int bf16 = 0; bf16 < 2; bf16++) {
         check_mamba2(seed, "stock layout", stock, 37, bf16);
         check_mamba2(seed, "upcycled layout", upcycled, 37, bf16);
@@ -1288,6 +1325,7 @@ static void run_ops(uint64_t seed)
         check_mamba2(seed, "Llama-1B sizes, slabs", llama1b, 600, bf16);
         unsetenv("HYLO_HIP_SSD_BUDGET");
         check_gdn(seed, "Hk 2 Hv 4", small, 37, bf16);
+        check_gdn(seed, "Hk 1 Hv 3, dk 20 dv 37", odd, 37, bf16);
         check_gdn(seed, "HyLo-1B sizes", hylo1b, 150, bf16);
         check_gdn(seed, "HyLo-1B sizes, 5 chunks", hylo1b, 300, bf16); /* last of 44 tokens */
         setenv("HYLO_HIP_GDN_BUDGET", "1", 1); /* the chunked rule one chunk a segment */
