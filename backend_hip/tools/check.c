@@ -29,7 +29,6 @@
 #define LIMIT_F32 1e-9
 #define LIMIT_BF16_OP 1e-4
 #define LIMIT_BF16_LAYER 1e-3
-#define MAX_ROWS 1024
 #define MAX_ITEMS 512
 
 /* ------------------------------------------------------------------------------------------ */
@@ -41,8 +40,8 @@ typedef struct {
     double nmse, max_abs, limit;
 } result;
 
-static result results[MAX_ROWS];
-static int n_results, n_failed;
+static result *results; /* every check's row, printed as the table at the end */
+static int n_results, n_capacity, n_failed;
 static const char *engine = "builtin"; /* the GEMM engine of the cases running */
 
 static void record(const char *op, const char *variant, const char *dtype, double nmse,
@@ -50,7 +49,16 @@ static void record(const char *op, const char *variant, const char *dtype, doubl
 {
     const bool ok = nmse <= limit;
     if (!ok) n_failed++;
-    if (n_results == MAX_ROWS) return;
+    if (n_results == n_capacity) {
+        const int capacity = n_capacity ? 2 * n_capacity : 1024;
+        result *grown = realloc(results, (size_t)capacity * sizeof *grown);
+        if (!grown) {
+            fprintf(stderr, "hylo-hip-check: out of memory for %d result rows\n", capacity);
+            exit(1);
+        }
+        results = grown;
+        n_capacity = capacity;
+    }
     result *r = &results[n_results++];
     snprintf(r->op, sizeof r->op, "%s", op);
     snprintf(r->variant, sizeof r->variant, "%s [%s]", variant, engine);
@@ -328,10 +336,11 @@ static void check_linears(uint64_t seed, bool bf16, int64_t T, int64_t in)
     close_case(&c);
 }
 
-/* x += y, then RMSNorm, in one kernel (few rows: wide blocks; many: narrow). */
-static void check_add_rmsnorm(uint64_t seed, int64_t rows)
+/* x += y, then RMSNorm, in one kernel. Few rows keep a row in registers, with as many threads
+ * as n needs (n 200: 64, 2048: 128, 3000: 256); many rows, or a row too long to hold, take the
+ * looping kernel. */
+static void check_add_rmsnorm(uint64_t seed, int64_t rows, int64_t n)
 {
-    const int64_t n = 200;
     char variant[64];
     snprintf(variant, sizeof variant, "%lld x %lld", (long long)rows, (long long)n);
     tcase c;
@@ -1246,8 +1255,11 @@ static void run_ops(uint64_t seed)
         check_mlp(seed, bf16);
     }
     check_rmsnorm(seed);
-    check_add_rmsnorm(seed, 3);
-    check_add_rmsnorm(seed, 300);
+    check_add_rmsnorm(seed, 3, 200);
+    check_add_rmsnorm(seed, 300, 200);
+    check_add_rmsnorm(seed, 1, 2048);
+    check_add_rmsnorm(seed, 2, 3000);
+    check_add_rmsnorm(seed, 2, 20000);
     check_rope(seed);
     const rope_case ropes[] = {
         {"teacher", 8, 2, 64, 64, 0, 128, false, false, 0, 0}, /* the ops table's       */
@@ -1372,5 +1384,6 @@ int main(int argc, char **argv)
     }
     printf("hylo-hip-check: %d checks, %d failed (seed %llu)\n", n_results, n_failed,
            (unsigned long long)seed);
+    free(results);
     return n_failed == 0 ? 0 : 1;
 }
