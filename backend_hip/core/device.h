@@ -1,6 +1,7 @@
 /* device.h: what the HIP sources share (HIP C++ only): checked launches, grid sizes, bf16
- * conversions and block reductions. Kernels use plain loops over blockDim / gridDim and
- * shared-memory reductions, so nothing depends on the warp size (64 on AMD, 32 on NVIDIA). */
+ * conversions and block reductions. Kernels use plain loops over blockDim / gridDim,
+ * shared-memory reductions, and shuffles only within groups no wider than `warpSize`, so
+ * nothing depends on the warp size (64 on AMD, 32 on NVIDIA). */
 #ifndef HYLO_HIP_DEVICE_H
 #define HYLO_HIP_DEVICE_H
 
@@ -80,6 +81,33 @@ __device__ inline void hylo_store(float *p, int64_t i, float v)
 __device__ inline void hylo_store(uint16_t *p, int64_t i, float v)
 {
     p[i] = hylo_bf16_round(v);
+}
+
+/* v of the thread whose lane index is this one's XOR mask, within aligned groups of width
+ * lanes (a power of two no wider than a warp; every lane of the warp calls). */
+__device__ inline float hylo_shfl_xor(float v, int mask, int width)
+{
+#if defined(HYLO_HIP_NVIDIA)
+    return __shfl_xor_sync(0xffffffffu, v, mask, width);
+#else
+    return __shfl_xor(v, mask, width);
+#endif
+}
+
+/* The sum of v over each aligned group of `lanes` threads (a power of two dividing blockDim),
+ * returned to the group's first thread: shuffles within a warp, then (groups wider than a
+ * warp) the warps' sums through red [blockDim.x] in shared memory. Every thread of the block
+ * calls; red may be reused only after a __syncthreads. */
+__device__ inline float hylo_group_sum(float v, int lanes, float *red)
+{
+    const int width = lanes < warpSize ? lanes : warpSize;
+    for (int s = width / 2; s > 0; s >>= 1) v += hylo_shfl_xor(v, s, width);
+    if (lanes <= warpSize) return v;
+    red[threadIdx.x] = v;
+    __syncthreads();
+    if (threadIdx.x % lanes == 0)
+        for (int k = warpSize; k < lanes; k += warpSize) v += red[threadIdx.x + k];
+    return v;
 }
 
 /* The sum (or, with Max, the max) of every thread's v over the block (blockDim.x a power of

@@ -70,7 +70,7 @@ struct gemv_set {
  * of two dividing blockDim): each accumulates every lanes-th 16-byte chunk of the row,
  * GEMV_UNROLL chunks loaded at a time so that enough bytes are in flight (or every lanes-th
  * element when the rows or x are not 16-byte aligned), then the group's partial sums are added
- * in shared memory. With NM = 2 the block
+ * (hylo_group_sum: shuffles, and shared memory only across warps). With NM = 2 the block
  * computes the same row of W and U, their loads interleaved, and writes the gated product
  *   y = silu(W x) * (U x)                            (SwiGLU's gate and up projections). */
 template <typename T, int NM>
@@ -118,17 +118,10 @@ __global__ void __launch_bounds__(HYLO_HIP_THREADS)
         }
     }
 #pragma unroll
-    for (int m = 0; m < NM; m++) red[m][threadIdx.x] = acc[m];
-    __syncthreads();
-    for (int64_t s = lanes / 2; s > 0; s >>= 1) {
-        if (lane < s)
-#pragma unroll
-            for (int m = 0; m < NM; m++) red[m][threadIdx.x] += red[m][threadIdx.x + s];
-        __syncthreads();
-    }
+    for (int m = 0; m < NM; m++) acc[m] = hylo_group_sum(acc[m], (int)lanes, red[m]);
     if (lane == 0 && on)
-        set.y[mat][local] = NM == 1 ? red[0][threadIdx.x] + (set.b[mat] ? set.b[mat][local] : 0.0f)
-                                    : hylo_silu(red[0][threadIdx.x]) * red[NM - 1][threadIdx.x];
+        set.y[mat][local] = NM == 1 ? acc[0] + (set.b[mat] ? set.b[mat][local] : 0.0f)
+                                    : hylo_silu(acc[0]) * acc[NM - 1];
 }
 
 /* One launch over the set's rows: y = W x (NM = 1) or silu(W x) * (U x) (NM = 2). */
