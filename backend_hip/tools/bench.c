@@ -7,7 +7,7 @@
  *
  * Per model and context L: time to first token (a prefill of L random tokens, logits of the
  * last row, timed to the logits on the host) and the median time per output token of --steps
- * decode steps after it. --long N is the long-context probe: decode steps at context N over
+ * decode steps after it (the mean beside it counts the steps that recorded a graph). --long N is the long-context probe: decode steps at context N over
  * a cache filled with random values (hylo_state_fill_random); with --long-prefill C the cache
  * is filled by a real prefill of N tokens instead, fed C tokens per forward call (one call's
  * activations take ~45 KB per token in a 1B model, so millions of tokens never go in one),
@@ -163,11 +163,17 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The median of `steps` decode steps on state s (greedy tokens from random ids), and how many
- * of them replayed a recording (core/step.hip). */
+/* What `steps` decode steps took: the median step (the speed of a replayed step), the mean
+ * (with the steps that recorded a graph, as a generation sees it), and how many of them
+ * replayed a recording (core/step.hip). */
+typedef struct {
+    double median, mean;
+    int64_t replayed;
+} decode_figures;
+
+/* Decode steps on state s (greedy tokens from random ids). */
 static hylo_status decode_steps(const hylo_model *m, hylo_state *s, int64_t steps,
-                                float *logits, double *median, int64_t *replayed,
-                                hylo_error *err)
+                                float *logits, decode_figures *f, hylo_error *err)
 {
     double t[MAX_STEPS];
     int32_t token = 17;
@@ -178,11 +184,12 @@ static hylo_status decode_steps(const hylo_model *m, hylo_state *s, int64_t step
         hylo_status st = hylo_forward(m, s, &token, 1, HYLO_LOGITS_LAST, logits, err);
         if (st != HYLO_OK) return st;
         t[i] = hylo_seconds() - t0;
+        f->mean += t[i] / (double)steps;
         token = (int32_t)((token * 7919 + 13) % m->cfg.vocab_size);
     }
     qsort(t, (size_t)steps, sizeof t[0], compare_doubles);
-    *median = t[steps / 2];
-    *replayed = rec->replays - replays_before;
+    f->median = t[steps / 2];
+    f->replayed = rec->replays - replays_before;
     return HYLO_OK;
 }
 
@@ -195,15 +202,17 @@ typedef struct {
 } setup;
 
 static void print_row(const char *model, const char *kind, int64_t L, double ttft, double flops,
-                      double tpot, double bytes, int64_t replayed, const setup *u)
+                      const decode_figures *f, double bytes, const setup *u)
 {
+    const double tpot = f->median;
     char prefill[64] = "-";
     if (ttft > 0.0)
         snprintf(prefill, sizeof prefill, "%9.3f s %6.1f TF/s %4.0f%%", ttft, flops / ttft / 1e12,
                  100.0 * flops / ttft / 1e12 / u->gemm_tflops);
-    printf("%-26s %-7s %8lld  %-34s %8.3f ms %7.0f GB/s %4.0f%% %4lld/%lld\n", model, kind,
-           (long long)L, prefill, 1e3 * tpot, bytes / tpot / 1e9,
-           100.0 * bytes / tpot / 1e9 / u->copy_gbs, (long long)replayed, (long long)u->steps);
+    printf("%-26s %-7s %8lld  %-34s %8.3f ms %7.0f GB/s %4.0f%% %8.3f ms %4lld/%lld\n", model,
+           kind, (long long)L, prefill, 1e3 * tpot, bytes / tpot / 1e9,
+           100.0 * bytes / tpot / 1e9 / u->copy_gbs, 1e3 * f->mean, (long long)f->replayed,
+           (long long)u->steps);
 }
 
 /* The bench's token at position i of a vocabulary of V. */
@@ -265,8 +274,8 @@ static int long_probe(const hylo_model *m, const char *name, const counts *k,
     hylo_error err = {0};
     hylo_state *s = NULL;
     const int64_t L = u->long_ctx;
-    double ttft = 0.0, first = 0.0, last = 0.0, tpot = 0.0;
-    int64_t replayed = 0;
+    double ttft = 0.0, first = 0.0, last = 0.0;
+    decode_figures f = {0};
     /* the device memory the state takes: caches, recurrent states, its context */
     const int64_t used_before = hylo_hip_device_used();
     hylo_status st = hylo_state_create(m, L + u->steps + 1, &s, &err);
@@ -280,7 +289,7 @@ static int long_probe(const hylo_model *m, const char *name, const counts *k,
             st = hylo_error_set(&err, HYLO_ERR_NUMERIC, "logit %lld of the prefill is %g",
                                 (long long)i, (double)logits[i]);
     const int64_t peak_bytes = hylo_hip_device_used() - used_before;
-    if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &replayed, &err);
+    if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &f, &err);
     hylo_state_free(s);
     if (st != HYLO_OK) {
         fprintf(stderr, "hylo-hip-bench: %s at %lld positions: %s\n", name, (long long)L,
@@ -289,8 +298,7 @@ static int long_probe(const hylo_model *m, const char *name, const counts *k,
                st == HYLO_ERR_NOMEM ? "does not fit (see stderr)" : "fails (see stderr)");
         return st == HYLO_ERR_NOMEM ? 0 : 1; /* not fitting is a finding, not a failure */
     }
-    print_row(name, "long", L, ttft, prefill_flops(k, L), tpot, decode_bytes(k, weight_bytes, L),
-              replayed, u);
+    print_row(name, "long", L, ttft, prefill_flops(k, L), &f, decode_bytes(k, weight_bytes, L), u);
     printf("%-26s cache %.1f MB at %lld positions (%s), states %.1f MB; the state takes %.1f MB "
            "of device memory (with its context's workspaces)\n",
            name, (double)L * k->cache_per_token / 1e6, (long long)L, u->bf16 ? "bf16" : "fp32",
@@ -330,8 +338,8 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
             break;
         }
         for (int64_t i = 0; i < L; i++) tokens[i] = bench_token(i, V);
-        double ttft = 0.0, tpot = 0.0;
-        int64_t replayed = 0;
+        double ttft = 0.0;
+        decode_figures f = {0};
         hylo_status st = hylo_state_create(m, L + u->steps + 1, &s, &err);
         if (st == HYLO_OK && ci == 0) { /* warm-up: module load, BLAS handle, workspaces */
             st = hylo_forward(m, s, tokens, L < 256 ? L : 256, HYLO_LOGITS_LAST, logits, &err);
@@ -344,14 +352,14 @@ static int bench_model(const char *dir, const int64_t *contexts, int n_contexts,
             st = hylo_forward(m, s, tokens, L, HYLO_LOGITS_LAST, logits, &err);
             ttft = hylo_seconds() - t0;
         }
-        if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &tpot, &replayed, &err);
+        if (st == HYLO_OK) st = decode_steps(m, s, u->steps, logits, &f, &err);
         hylo_state_free(s);
         if (st != HYLO_OK) {
             rc = die(name, &err);
             break;
         }
-        print_row(name, "context", L, ttft, prefill_flops(&k, L), tpot,
-                  decode_bytes(&k, weight_bytes, L), replayed, u);
+        print_row(name, "context", L, ttft, prefill_flops(&k, L), &f,
+                  decode_bytes(&k, weight_bytes, L), u);
     }
     if (rc == 0 && u->long_ctx > 0) rc = long_probe(m, name, &k, weight_bytes, logits, u);
     free(tokens);
@@ -501,8 +509,9 @@ int main(int argc, char **argv)
     printf("ceilings measured: device copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s; "
            "weights %s, %lld decode steps per figure (median)\n",
            u.copy_gbs, u.gemm_tflops, u.bf16 ? "bf16" : "f32", (long long)u.steps);
-    printf("%-26s %-7s %8s  %-34s %11s %12s %5s %s\n", "model", "run", "context",
-           "prefill (TTFT, rate, % GEMM)", "decode/tok", "decode BW", "%cp", "replayed");
+    printf("%-26s %-7s %8s  %-34s %11s %12s %5s %11s %s\n", "model", "run", "context",
+           "prefill (TTFT, rate, % GEMM)", "decode/tok", "decode BW", "%cp", "mean/tok",
+           "replayed");
     int rc = 0;
     for (int i = first; i < argc; i++)
         rc |= bench_model(argv[i], contexts, n_contexts, &u);
