@@ -35,6 +35,7 @@
 #define PROJ_LOADS 32           /* weights a projecting thread loads at a time     */
 #define MIN_SPAN 16             /* positions of a decode block, at least            */
 #define HEAD_BLOCK 4            /* heads of a decode block's slice, at least        */
+#define PLAN_BUCKET 128         /* lengths a decode plan is made for, at least      */
 #define SHARED_LIMIT (48 * 1024) /* shared memory of a block without opting in      */
 #define TILED_SHARED (64 * 1024) /* blocks opt in to this much (AMD's LDS)          */
 #define GEMM_MIN_T 64           /* prefills of this many queries go through GEMMs  */
@@ -814,7 +815,21 @@ static bool split_layout(split_plan *p, const hylo_hip_attend_args *a, size_t va
  * thread's prefetch registers or the shared memory would not hold one, then slices of the
  * group's heads); a block's span the longest run of tiles that leaves DECODE_BLOCKS blocks,
  * or for a short context shorter spans down to MIN_SPAN positions, then slices of the heads
- * down to HEAD_BLOCK, until there are that many. */
+ * down to HEAD_BLOCK, until there are that many. The plan is made for the last length of
+ * len's bucket (decode_bucket), so that it holds, and a recorded step replays, for every
+ * length of the bucket: the splits past len have no positions (their partials weigh 0 in
+ * the combine). */
+/* The size of the bucket of decode lengths that len is in: buckets of PLAN_BUCKET lengths
+ * below 16 PLAN_BUCKET, then of 1/16 to 1/8 of the length (a power of two), so that a
+ * recorded step holds for ~len/16 steps or more. Bucket k of size g: lengths k g + 1 ..
+ * (k + 1) g. */
+static int64_t decode_bucket(int64_t len)
+{
+    int64_t g = PLAN_BUCKET;
+    while (16 * g < len) g *= 2;
+    return g;
+}
+
 template <typename C>
 static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
@@ -858,19 +873,20 @@ static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
                       "do not fit a decode block", (long long)nq, (long long)a->nv);
         return;
     }
-    auto blocks = [&](int64_t span) { return (a->len + span - 1) / span * a->Hkv * plan.slices; };
+    const int64_t bucket = decode_bucket(a->len);
+    const int64_t last = (a->len + bucket - 1) / bucket * bucket; /* the bucket's last length */
+    auto blocks = [&](int64_t span) { return (last + span - 1) / span * a->Hkv * plan.slices; };
     const int64_t aim = decode_blocks();
     plan.span = plan.tile;
-    while (plan.span < a->len && blocks(2 * plan.span) >= aim) plan.span *= 2;
+    while (plan.span < last && blocks(2 * plan.span) >= aim) plan.span *= 2;
     while (plan.span > MIN_SPAN && blocks(plan.span) < aim) plan.span /= 2;
     while (plan.heads > HEAD_BLOCK && blocks(plan.span) < aim) slice((plan.heads + 1) / 2);
     plan.tile = plan.tile < plan.span ? plan.tile : plan.span;
     split_layout(&plan, a, sizeof(C), fixed); /* smaller than the one that fit */
     if (!allow_shared(ctx, (const void *)attend_split<C>, (size_t)plan.bytes, fixed)) return;
-    const int64_t nsplit = (a->len + plan.span - 1) / plan.span;
-    /* the plan (see above: its blocks count whole spans) and the workspace hold for every
-     * length of the last span */
-    hylo_hip_pos_holds(ctx, a->len, (nsplit - 1) * plan.span + 1, nsplit * plan.span);
+    const int64_t nsplit = (last + plan.span - 1) / plan.span;
+    /* the plan and the workspace hold for every length of the bucket */
+    hylo_hip_pos_holds(ctx, a->len, last - bucket + 1, last);
     float *part = (float *)hylo_hip_workspace(
         ctx, HYLO_HIP_OP, (size_t)(nsplit * a->H * (plan.nvp + 2)) * sizeof(float));
     if (!part) return;
