@@ -809,16 +809,6 @@ static bool split_layout(split_plan *p, const hylo_hip_attend_args *a, size_t va
     return true;
 }
 
-/* One query (flash decoding): the positions split over blocks (attend_split), the blocks'
- * partials merged per head (attend_combine, with MLA's output projection when a->wo). The
- * plan: tiles of 128 positions for groups of up to 16 heads, else 64 (shorter where a
- * thread's prefetch registers or the shared memory would not hold one, then slices of the
- * group's heads); a block's span the longest run of tiles that leaves DECODE_BLOCKS blocks,
- * or for a short context shorter spans down to MIN_SPAN positions, then slices of the heads
- * down to HEAD_BLOCK, until there are that many. The plan is made for the last length of
- * len's bucket (decode_bucket), so that it holds, and a recorded step replays, for every
- * length of the bucket: the splits past len have no positions (their partials weigh 0 in
- * the combine). */
 /* The size of the bucket of decode lengths that len is in: buckets of PLAN_BUCKET lengths
  * below 16 PLAN_BUCKET, then of 1/16 to 1/8 of the length (a power of two), so that a
  * recorded step holds for ~len/16 steps or more. Bucket k of size g: lengths k g + 1 ..
@@ -830,6 +820,16 @@ static int64_t decode_bucket(int64_t len)
     return g;
 }
 
+/* One query (flash decoding): the positions split over blocks (attend_split), the blocks'
+ * partials merged per head (attend_combine, with MLA's output projection when a->wo). The
+ * plan: tiles of 128 positions for groups of up to 16 heads, else 64 (shorter where a
+ * thread's prefetch registers or the shared memory would not hold one, then slices of the
+ * group's heads); a block's span the longest run of tiles that leaves DECODE_BLOCKS blocks,
+ * or for a short context shorter spans down to MIN_SPAN positions, then slices of the heads
+ * down to HEAD_BLOCK, until there are that many. The plan is made for the last length of
+ * len's bucket (decode_bucket), so that it holds, and a recorded step replays, for every
+ * length of the bucket: the splits past len have no positions (their partials weigh 0 in
+ * the combine). */
 template <typename C>
 static void attend_decode(hylo_hip_ctx *ctx, const hylo_hip_attend_args *a)
 {
